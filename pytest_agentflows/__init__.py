@@ -1,0 +1,35 @@
+"""pytest-agentflows: snapshot and regression testing of multi-agent LLM systems.
+
+Record real model traffic once (``pytest --record-agents``), replay it offline with token/USD/latency
+accounting, budgets and deadlines on a virtual clock, and decision-log snapshots.
+"""
+
+from __future__ import annotations
+
+from ._models import AgentResult, Decision, ModelCall, Usage
+from .budget import BudgetExceeded, BudgetPool
+from .cassette._modes import RecordMode
+from .clock import VirtualClock
+from .deadline import Deadline, DeadlineExceeded
+from .decisions import DecisionLog
+from .errors import AgentflowsError, CassetteError, UnrecordedRequestError, UsageError
+from .flow import Flow
+
+__all__ = [
+    "AgentResult",
+    "AgentflowsError",
+    "BudgetExceeded",
+    "BudgetPool",
+    "CassetteError",
+    "Deadline",
+    "DeadlineExceeded",
+    "Decision",
+    "DecisionLog",
+    "Flow",
+    "ModelCall",
+    "RecordMode",
+    "UnrecordedRequestError",
+    "Usage",
+    "UsageError",
+    "VirtualClock",
+]

@@ -1,0 +1,112 @@
+"""Serialisable value types shared by every layer: usage, model calls, decisions, agent results.
+
+Importable without pytest; no heavy imports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Usage(BaseModel):
+    """Token usage and price of one or more model calls.
+
+    ``input_tokens`` counts every billed input token: OpenAI prompt/input tokens (cached ones included),
+    Anthropic ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``. The cache split is
+    kept in ``cache_read_tokens`` / ``cache_write_tokens`` because it changes the price.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    """Billed input (prompt) tokens, cache reads and writes included."""
+    output_tokens: int = 0
+    """Billed output (completion) tokens, reasoning tokens included."""
+    cost_usd: float | None = 0.0
+    """Price in US dollars from the ``genai-prices`` package; ``None`` when a model has no known price."""
+    cache_read_tokens: int = 0
+    """Of ``input_tokens``, those read from the provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """Of ``input_tokens``, those written to the provider's prompt cache (Anthropic)."""
+
+    @property
+    def total_tokens(self) -> int:
+        """``input_tokens + output_tokens``."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        cost: float | None
+        if self.cost_usd is None or other.cost_usd is None:
+            cost = None
+        else:
+            cost = round(self.cost_usd + other.cost_usd, 12)
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=cost,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+class ModelCall(BaseModel):
+    """One model call (one HTTP interaction with an LLM API), as the ledger records it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: str | None
+    """Name of the agent that made the call (``Flow.agent`` / the patterns), or ``None``."""
+    provider: str
+    """Wire API family: ``"openai"`` or ``"anthropic"``."""
+    model: str
+    """Model name as the response gives it (e.g. ``"gpt-4o-mini-2024-07-18"``)."""
+    usage: Usage
+    """Tokens and USD of this call."""
+    latency_s: float = 0.0
+    """Recorded latency in seconds (request sent → last byte of the response)."""
+    streamed: bool = False
+    """Whether the response was a server-sent-event stream."""
+    api: str = ""
+    """Adapter that read it: ``"openai.chat"``, ``"openai.responses"`` or ``"anthropic.messages"``."""
+    replayed: bool = True
+    """``True`` when served from a cassette, ``False`` when recorded from the network in this run."""
+    started_at: float = 0.0
+    """Virtual time (seconds since the flow started) at which the call began."""
+
+
+class Decision(BaseModel):
+    """One entry of a decision log: what a coordination pattern (or user code) decided, and when.
+
+    Extra keyword fields given to :meth:`DecisionLog.record` are kept and read as attributes
+    (``d.chosen``, ``d.approved``).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    seq: int
+    """Position in the log, from 0."""
+    at: float
+    """Virtual seconds since the flow started (model latency only, never wall time)."""
+    kind: str
+    """Decision kind: ``route``, ``stage_complete``, ``agent_failed``, ``model_call``, …"""
+    agent: str | None = None
+    """Agent the decision is about, if any."""
+
+    def fields(self) -> dict[str, Any]:
+        """The extra fields, in the order they were recorded."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class AgentResult(BaseModel):
+    """What a pattern (or an agent) returns: the text, who produced it, optional structured data."""
+
+    text: str
+    """The final text output."""
+    agent: str | None = None
+    """Name of the agent that produced ``text``."""
+    data: Any = None
+    """Optional structured payload (e.g. the per-agent results of a broadcast)."""
+    usage: Usage = Field(default_factory=Usage)
+    """Usage of the model calls made while producing this result."""

@@ -1,0 +1,1 @@
+"""Cassettes: recording, indexed replay, redaction and loading of vcrpy-format files."""

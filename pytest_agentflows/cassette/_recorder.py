@@ -1,0 +1,343 @@
+"""The one module that drives vcrpy: a cassette with indexed replay, latency and agent metadata.
+
+vcrpy patches every HTTP stack (httpx, httpx2, requests/urllib3, aiohttp) and owns the cassette format
+and the recording itself. :class:`FlowCassette` replaces its matching: replays are served from an index
+built once per cassette, ``request key → queue of recorded responses`` (see :mod:`._keys`), so identical
+requests get their responses in recorded order and a lookup costs the same for 10 or 10,000 interactions.
+A miss in replay-only mode raises :class:`~pytest_agentflows.UnrecordedRequestError` with a diff against
+the nearest recorded request.
+
+Each recorded response dict carries ``agentflows: {agent, latency_s}``; plain vcrpy ignores the extra key,
+so the file stays a normal vcrpy cassette.
+
+Time: sync stacks charge the flow clock synchronously. For the async httpx/httpx2 transports
+:class:`Recorder` installs a thin wrapper over vcrpy's patch that charges latency with
+``await clock.sleep(latency)`` on the (virtual) event loop, so concurrent calls overlap and timeouts in user
+code fire on recorded latency; while recording, the real request runs blocking on a private sync transport
+so no virtual time passes during real network I/O and timestamps equal those of a later replay.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vcr.cassette import Cassette as _VcrCassette
+
+from .._context import current_agent
+from ..errors import UnrecordedRequestError
+from ._keys import RequestKey, nearest_diff, request_key
+from ._modes import RecordMode
+from ._redact import Redactor
+from ._store import AtomicPersister
+
+META_KEY = "agentflows"
+
+
+class ExchangeListener(Protocol):
+    """Receives every model exchange a cassette serves or records (the :class:`~pytest_agentflows.Flow`)."""
+
+    def on_exchange(self, exchange: Exchange) -> None:
+        """Account one completed (or cancelled) exchange; ``exchange.charge_clock`` says who moves time."""
+
+
+@dataclass
+class Exchange:
+    """One HTTP exchange seen by a flow cassette."""
+
+    request: dict[str, Any] | None = None
+    """The (redacted) request as a vcrpy dict: ``method``, ``uri``, ``body``, ``headers``."""
+    response: dict[str, Any] | None = None
+    """The vcrpy response dict (``status``, ``headers``, ``body``)."""
+    replayed: bool = True
+    """Served from the cassette (``True``) or recorded from the network now (``False``)."""
+    latency_s: float = 0.0
+    """Recorded (replay) or measured (recording) latency, seconds."""
+    agent: str | None = None
+    """Agent the call is attributed to."""
+    charge_clock: bool = True
+    """Whether the listener must advance the clock (sync stacks) or the caller already slept (async)."""
+    started_at: float = 0.0
+    """Virtual time at which the request was sent."""
+    cancelled: bool = False
+    """A timeout cancelled the call before its latency elapsed."""
+
+
+_exchange: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("agentflows_exchange", default=None)
+
+
+class FlowCassette(_VcrCassette):  # type: ignore[misc]
+    """A vcrpy ``Cassette`` with indexed, ordered replay, strict misses and per-call metadata.
+
+    Built by :class:`Recorder`; the extra keyword arguments are ours, the rest go to vcrpy.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        agentflows_mode: RecordMode = RecordMode.NONE,
+        agentflows_test: str = "",
+        agentflows_listener: ExchangeListener | None = None,
+        agentflows_redactor: Redactor | None = None,
+        agentflows_clock_now: Callable[[], float] = lambda: 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.mode = agentflows_mode
+        self.test_id = agentflows_test
+        self.listener = agentflows_listener
+        self.redactor = agentflows_redactor or Redactor()
+        self._clock_now = agentflows_clock_now
+        self._queues: dict[RequestKey, deque[int]] = {}
+        self._starts: dict[int, tuple[float, float]] = {}
+        self.replayed_count = 0
+        self.recorded_count = 0
+        self.misses: list[UnrecordedRequestError] = []
+        super().__init__(path, **kwargs)
+
+    # -- index -------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        super()._load()
+        self._queues = {}
+        for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
+            self._queues.setdefault(self._key(request, redacted=True), deque()).append(index)
+
+    def _key(self, request: Any, *, redacted: bool = False) -> RequestKey:
+        if not redacted:
+            request = self.redactor.request(request)
+        return request_key(
+            request.method, request.uri, request.body_bytes, secret_query=self.redactor.query_keys
+        )
+
+    def __contains__(self, request: Any) -> bool:
+        return bool(self._queues.get(self._key(request)))
+
+    def can_play_response_for(self, request: Any) -> bool:
+        if self.mode is not RecordMode.ALL and self._queues.get(self._key(request)):
+            return True
+        if self.mode is RecordMode.NONE:
+            raise self._miss(request)
+        self._starts[id(request)] = (time.perf_counter(), self._clock_now())
+        return False
+
+    def _miss(self, request: Any) -> UnrecordedRequestError:
+        key = self._key(request)
+        recorded = [self._key(r, redacted=True) for r, _ in self.data[: self._loaded_count]]
+        if not os.path.exists(self._path):
+            reason = "the cassette file does not exist"
+        elif not recorded:
+            reason = "the cassette has no interactions"
+        else:
+            reason = "no recorded interaction matches this method, URL and body (or all were used)"
+        redacted = self.redactor.request(request)
+        error = UnrecordedRequestError(
+            test=self.test_id,
+            cassette=str(self._path),
+            agent=current_agent.get(),
+            method=request.method,
+            url=redacted.uri,
+            diff=nearest_diff(key, recorded),
+            reason=reason,
+        )
+        self.misses.append(error)
+        return error
+
+    def play_response(self, request: Any) -> dict[str, Any]:
+        queue = self._queues.get(self._key(request))
+        if not queue:
+            raise self._miss(request)
+        index = queue.popleft()
+        self.play_counts[index] += 1
+        stored_request, response = self.data[index]
+        self.replayed_count += 1
+        meta = response.get(META_KEY) or {}
+        agent = current_agent.get() or meta.get("agent")
+        self._notify(
+            Exchange(
+                request=stored_request._to_dict(),
+                response=response,
+                replayed=True,
+                latency_s=float(meta.get("latency_s") or 0.0),
+                agent=agent,
+            )
+        )
+        return response  # type: ignore[no-any-return]
+
+    def append(self, request: Any, response: dict[str, Any]) -> None:
+        started = self._starts.pop(id(request), None)
+        wall0, virtual0 = started if started is not None else (time.perf_counter(), self._clock_now())
+        latency = round(time.perf_counter() - wall0, 3)
+        agent = current_agent.get()
+        before = len(self.data)
+        super().append(request, response)
+        if len(self.data) == before:  # filtered out by a hook
+            return
+        stored_request, stored = self.data[-1]
+        stored[META_KEY] = {"agent": agent, "latency_s": latency}
+        self.recorded_count += 1
+        self._notify(
+            Exchange(
+                request=stored_request._to_dict(),
+                response=stored,
+                replayed=False,
+                latency_s=latency,
+                agent=agent,
+                started_at=virtual0,
+            )
+        )
+
+    def _notify(self, exchange: Exchange) -> None:
+        slot = _exchange.get()
+        if slot is not None:  # an async wrapper charges the clock itself, then notifies
+            slot.request, slot.response = exchange.request, exchange.response
+            slot.replayed, slot.latency_s, slot.agent = exchange.replayed, exchange.latency_s, exchange.agent
+            return
+        if self.listener is not None:
+            exchange.started_at = self._clock_now()
+            self.listener.on_exchange(exchange)
+
+
+def _vcr_mode(mode: RecordMode) -> Any:
+    from vcr.record_mode import RecordMode as VcrMode
+
+    return {RecordMode.NONE: VcrMode.NONE, RecordMode.NEW: VcrMode.NEW_EPISODES, RecordMode.ALL: VcrMode.ALL}[mode]
+
+
+@dataclass
+class Recorder:
+    """Activates a flow cassette for a block of code: ``with Recorder(...) as cassette: ...``.
+
+    Args:
+        path: Cassette file (YAML, vcrpy format). Created when something is recorded.
+        mode: Record mode (:class:`RecordMode`).
+        listener: Receives every exchange (the flow's ledger).
+        clock: The flow's :class:`~pytest_agentflows.VirtualClock`.
+        test_id: Node id used in error messages.
+        redactor: Secret scrubbing applied before anything is stored or matched.
+
+    Raises:
+        CassetteError: on entering, when the cassette exists but cannot be read (the file is untouched).
+    """
+
+    path: str
+    mode: RecordMode
+    listener: ExchangeListener
+    clock: Any
+    test_id: str = ""
+    redactor: Redactor = field(default_factory=Redactor)
+    cassette: FlowCassette | None = None
+    _cm: Any = None
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def __enter__(self) -> FlowCassette:
+        from vcr.filters import decode_response
+
+        redactor = self.redactor
+
+        def before_record_response(response: dict[str, Any]) -> dict[str, Any]:
+            return redactor.response(decode_response(response))
+
+        self._cm = FlowCassette.use(
+            path=self.path,
+            record_mode=_vcr_mode(self.mode),
+            persister=AtomicPersister,
+            before_record_request=redactor.request,
+            before_record_response=before_record_response,
+            drop_unused_requests=self.mode is RecordMode.ALL,
+            agentflows_mode=self.mode,
+            agentflows_test=self.test_id,
+            agentflows_listener=self.listener,
+            agentflows_redactor=redactor,
+            agentflows_clock_now=self.clock.now,
+        )
+        self.cassette = self._cm.__enter__()
+        try:
+            self._wrap_async_transports()
+        except BaseException:
+            self._cm.__exit__(None, None, None)
+            raise
+        assert self.cassette is not None
+        return self.cassette
+
+    def __exit__(self, *exc: object) -> None:
+        while self._undo:
+            self._undo.pop()()
+        self._cm.__exit__(*exc)
+
+    def _wrap_async_transports(self) -> None:
+        import importlib
+
+        for name in ("httpx", "httpx2"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            cls = module.AsyncHTTPTransport
+            inner = cls.handle_async_request
+            cls.handle_async_request = self._async_wrapper(module, inner)
+
+            def undo(cls: Any = cls, inner: Any = inner) -> None:
+                cls.handle_async_request = inner
+
+            self._undo.append(undo)
+
+    def _async_wrapper(self, module: Any, inner: Callable[..., Any]) -> Callable[..., Any]:
+        from vcr.request import Request as VcrRequest
+
+        recorder = self
+
+        async def handle_async_request(transport: Any, request: Any) -> Any:
+            cassette = recorder.cassette
+            assert cassette is not None
+            body = b"".join([part async for part in request.stream])
+            request.stream = module.ByteStream(body)
+            clock = recorder.clock
+            clock.attach_loop()
+            started_at = clock.now()
+            slot = Exchange(charge_clock=False, started_at=started_at)
+            token = _exchange.set(slot)
+            try:
+                vcr_request = VcrRequest(request.method, str(request.url), body, request.headers)
+                if cassette.can_play_response_for(vcr_request):
+                    response = await inner(transport, request)
+                else:
+                    response = _record_blocking(module, request, body)
+            finally:
+                _exchange.reset(token)
+            try:
+                await clock.sleep(slot.latency_s)
+            except BaseException:
+                slot.cancelled = True
+                raise
+            finally:
+                if slot.response is not None:
+                    recorder.listener.on_exchange(slot)
+            return response
+
+        return handle_async_request
+
+
+def _record_blocking(module: Any, request: Any, body: bytes) -> Any:
+    """Send ``request`` for real on a private sync transport (patched by vcrpy, so it is recorded).
+
+    Blocking the event loop during the real request is deliberate: no virtual time may pass while real
+    network I/O happens, so recorded timestamps equal replayed ones.
+    """
+    sync_request = module.Request(request.method, request.url, headers=request.headers, content=body)
+    transport = module.HTTPTransport()
+    try:
+        response = transport.handle_request(sync_request)
+        response.read()
+    finally:
+        transport.close()
+    return module.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=module.ByteStream(response.content),
+        extensions={k: v for k, v in response.extensions.items() if k in ("reason_phrase", "http_version")},
+    )

@@ -1,0 +1,210 @@
+"""The virtual clock: deterministic flow time made of model latency only.
+
+Time on a :class:`VirtualClock` never comes from the wall clock. It moves when a model call's latency is
+charged to it (the latency stored in the cassette on replay, the measured one while recording) and when
+code sleeps on it. Each logical line of execution (the main thread, a thread started by a broadcast, an
+asyncio task) has its own *cursor*, kept in a :class:`contextvars.ContextVar`, so branches started
+together start at the same virtual time and overlap; :meth:`VirtualClock.fork` and
+:meth:`VirtualClock.join` let the patterns run branches and continue at the latest end.
+
+For asyncio code the event loop's own time is made virtual too (with the ``looptime`` package, see
+:meth:`VirtualClock.attach_loop`), so ``asyncio.wait_for(…, timeout=5)`` and ``asyncio.sleep`` in user code
+are decided on recorded latency, deterministically, in milliseconds of wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["VirtualClock"]
+
+_ROUND = 9  # decimal places kept, to cut off float noise (nanoseconds)
+
+
+class VirtualClock:
+    """Deterministic flow time in seconds since the flow started.
+
+    Args:
+        start: Virtual time to start at, in seconds (default ``0.0``).
+
+    The clock is safe to use from threads and asyncio tasks. Reading it never touches the wall clock.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self._cursor: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            f"agentflows_clock_{id(self)}", default=None
+        )
+        self._base = float(start)
+        self._frontier = float(start)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_origin = 0.0
+        self._looptime_cm: Any = None
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The current virtual time of the calling thread or task, in seconds."""
+        cursor = self._cursor.get()
+        base = self._base if cursor is None else cursor
+        return round(base + self._loop_offset(), _ROUND)
+
+    @property
+    def elapsed(self) -> float:
+        """Virtual seconds from the start to the latest moment any branch reached (calls overlap)."""
+        with self._lock:
+            return round(max(self._frontier, self.now()), _ROUND)
+
+    # -- moving ----------------------------------------------------------------------------------------
+    def advance(self, seconds: float) -> float:
+        """Move the calling branch forward by ``seconds`` and return its new time.
+
+        Raises:
+            ValueError: if ``seconds`` is negative.
+        """
+        if seconds < 0:
+            raise ValueError(f"VirtualClock.advance() needs seconds >= 0, got {seconds!r}")
+        return self.set_time(self.now() + seconds)
+
+    def set_time(self, at: float) -> float:
+        """Move the calling branch to virtual time ``at`` (seconds); earlier times are ignored."""
+        at = max(round(at, _ROUND), self.now())
+        offset = self._loop_offset()
+        self._set_cursor(at - offset)
+        with self._lock:
+            self._frontier = max(self._frontier, at)
+        return at
+
+    def _set_cursor(self, value: float) -> None:
+        if self._cursor.get() is None and threading.current_thread() is threading.main_thread():
+            # The main line of execution owns the base time, so code that never forks (sync tests)
+            # keeps a single timeline even across contexts (fixtures, hooks).
+            self._base = value
+        else:
+            self._cursor.set(value)
+
+    # -- branches --------------------------------------------------------------------------------------
+    def branch_context(self, at: float | None = None) -> contextvars.Context:
+        """A copy of the current context whose cursor starts at ``at`` (default: now), for a new branch.
+
+        Run a thread's target with ``ctx.run(fn)`` so its calls advance their own cursor and overlap with
+        sibling branches.
+        """
+        start = self.now() if at is None else at
+        ctx = contextvars.copy_context()
+        ctx.run(self._cursor.set, start - self._loop_offset())
+        return ctx
+
+    def join(self, at: float) -> float:
+        """Continue the calling branch at ``at`` (the latest end of the branches it waited for)."""
+        return self.set_time(at)
+
+    @contextmanager
+    def fork(self) -> Iterator[float]:
+        """Context manager yielding the fork time; the calling branch's own time is restored after it."""
+        token = self._cursor.set(self.now() - self._loop_offset())
+        try:
+            yield self.now()
+        finally:
+            self._cursor.reset(token)
+
+    # -- asyncio ---------------------------------------------------------------------------------------
+    def attach_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> bool:
+        """Make the running (or given) event loop's time virtual and part of this clock.
+
+        Uses ``looptime``: once attached, ``loop.time()`` only moves when the loop has nothing to do but
+        wait for a timer, and jumps straight to it, so ``asyncio.sleep``/``wait_for`` run in no wall time.
+        Async model calls then charge their latency with ``await asyncio.sleep(latency)`` on this loop,
+        which makes concurrent tasks overlap exactly like real concurrent requests.
+
+        Returns:
+            ``True`` if the loop is attached (now or before), ``False`` if there is no loop or it cannot be
+            patched (e.g. uvloop); the clock then keeps working on cursors alone.
+        """
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return False
+        if self._loop is loop:
+            return True
+        import looptime  # lazy: only async flows pay for it
+
+        if not isinstance(loop, asyncio.BaseEventLoop):
+            return False
+        try:
+            real_now = loop.time()
+            patched = looptime.patch_event_loop(loop, start=real_now, _enabled=False)
+        except Exception:  # pragma: no cover - exotic loops
+            return False
+        if not patched.looptime_on:
+            self._looptime_cm = patched.looptime_enabled()
+            self._looptime_cm.__enter__()
+        base_now = self.now()
+        self._loop = patched
+        self._loop_origin = patched.time()
+        # Everything the loop does from here on is measured from the current virtual time.
+        self._base = base_now
+        with self._lock:
+            self._frontier = max(self._frontier, base_now)
+        return True
+
+    def detach_loop(self) -> None:
+        """Stop reading the event loop's time (called when the flow ends); keeps the time reached."""
+        if self._loop is None:
+            return
+        now = self.now()
+        with self._lock:
+            self._frontier = max(self._frontier, now)
+        self._loop = None
+        self._base = now
+        if self._looptime_cm is not None:
+            self._looptime_cm.__exit__(None, None, None)
+            self._looptime_cm = None
+
+    @property
+    def loop_attached(self) -> bool:
+        """Whether an asyncio loop's (virtual) time is part of this clock and the caller runs on it."""
+        return self._running_attached_loop() is not None
+
+    def _running_attached_loop(self) -> asyncio.AbstractEventLoop | None:
+        if self._loop is None:
+            return None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return running if running is self._loop else None
+
+    def _loop_offset(self) -> float:
+        loop = self._running_attached_loop()
+        if loop is None:
+            return 0.0
+        return loop.time() - self._loop_origin
+
+    async def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass for the calling task (no wall time passes).
+
+        On an attached loop this is ``asyncio.sleep`` on virtual loop time (so timeouts around it fire
+        deterministically); elsewhere it advances the branch cursor.
+        """
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        if self._running_attached_loop() is not None or self.attach_loop():
+            start = self.now()
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                with self._lock:
+                    self._frontier = max(self._frontier, min(self.now(), start + seconds))
+        else:  # pragma: no cover - only without a patchable loop
+            self.advance(seconds)
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now={self.now():.3f}s, elapsed={self.elapsed:.3f}s)"
+

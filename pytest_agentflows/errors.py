@@ -1,0 +1,94 @@
+"""Exceptions raised by pytest-agentflows.
+
+Every message has three parts: what happened, what was expected or recorded, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+
+DOCS_RECORDING = "https://pytest-agentflows.readthedocs.io/en/latest/recording/"
+
+
+class AgentflowsError(Exception):
+    """Base class of the ordinary (catchable) errors of pytest-agentflows."""
+
+
+class UsageError(AgentflowsError, ValueError):
+    """A configuration mistake by the developer: a bad marker argument, option or ini value."""
+
+
+class CassetteError(AgentflowsError):
+    """A cassette file cannot be read.
+
+    Args:
+        path: The cassette file.
+        where: The place in the file (e.g. ``"interactions[3].response.body"``), or ``""``.
+        reason: What is wrong there.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], where: str, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.where = where
+        self.reason = reason
+        place = f" at {where}" if where else ""
+        super().__init__(
+            f"cannot read cassette {self.path}{place}: {reason}. The file was left untouched; fix or delete "
+            f"it, then re-record it with `pytest --record-agents=all` (see {DOCS_RECORDING})."
+        )
+
+
+class UnrecordedRequestError(BaseException):
+    """A model request has no recorded response, and the record mode forbids going to the network.
+
+    It derives from ``BaseException`` (like ``pytest.fail``'s outcome) on purpose: the OpenAI and Anthropic
+    SDKs turn any ``Exception`` raised by their transport into a retried ``APIConnectionError``, which would
+    hide this message behind "Connection error." and sleep between retries. A flow that swallows it anyway
+    still fails at teardown, because the flow remembers every miss.
+
+    Attributes:
+        test: Node id of the test.
+        cassette: Path of the cassette that was searched.
+        agent: Agent that made the request, if known.
+        method: HTTP method.
+        url: Request URL (secrets removed).
+        diff: Unified diff between the nearest recorded request body and this one ("" if none).
+    """
+
+    def __init__(
+        self,
+        *,
+        test: str,
+        cassette: str,
+        agent: str | None,
+        method: str,
+        url: str,
+        diff: str = "",
+        reason: str = "",
+    ) -> None:
+        self.test = test
+        self.cassette = cassette
+        self.agent = agent
+        self.method = method
+        self.url = url
+        self.diff = diff
+        lines = [
+            f"unrecorded model request in test {test}",
+            f"  agent:    {agent or '(none: wrap the call in agentflow.agent(name) to name it)'}",
+            f"  request:  {method} {url}",
+            f"  cassette: {cassette}",
+        ]
+        if reason:
+            lines.append(f"  why:      {reason}")
+        if diff:
+            lines.append("  nearest recorded request body (-recorded +sent):")
+            lines.extend("    " + line for line in diff.splitlines())
+        lines.append(
+            "Fix: record it with `pytest --record-agents` (adds missing interactions) or "
+            "`--record-agents=all` (re-records the cassette); replay never goes to the network. "
+            f"See {DOCS_RECORDING}"
+        )
+        super().__init__("\n".join(lines))
+
+    def __str__(self) -> str:
+        return str(self.args[0])

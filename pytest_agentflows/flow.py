@@ -1,0 +1,268 @@
+"""The per-test object tying cassette, clock, budget, deadline, decision log and ledger together."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._context import AgentScope, current_agent, inherit_context_in_threads
+from ._models import Decision, ModelCall, Usage
+from .budget import BudgetPool
+from .cassette._modes import RecordMode
+from .cassette._redact import Redactor
+from .clock import VirtualClock
+from .deadline import Deadline
+from .decisions import DecisionLog
+from .errors import UnrecordedRequestError, UsageError
+
+if TYPE_CHECKING:
+    from .cassette._recorder import Exchange
+
+__all__ = ["Flow"]
+
+
+class Flow:
+    """One multi-agent flow under test: its virtual clock, budget, deadline, decision log and ledger.
+
+    The ``agentflow`` fixture builds one per test and activates its cassette; outside pytest, build one
+    yourself and use ``with flow.activate(): ...``.
+
+    Args:
+        cassette: Cassette file to replay/record (vcrpy YAML), or ``None`` for no HTTP interception.
+        record: Record mode (``"none"``, ``"new"``, ``"all"`` or a :class:`RecordMode`).
+        budget_usd: USD cap of the flow's :class:`BudgetPool` (``None``: no cap).
+        budget_tokens: Token cap (input + output) of the budget pool (``None``: no cap).
+        deadline_s: Virtual seconds the flow may take (``None``: no deadline).
+        latency: ``"recorded"`` (replay charges each call's recorded latency) or ``"zero"``.
+        redactor: Secret scrubbing for cassettes (default: the built-in list).
+        test_id: Name used in error messages (the pytest node id).
+        log_path: Optional JSONL file the decision log appends to.
+        record_model_calls: Whether each model call also appears in the decision log as ``model_call``.
+
+    Raises:
+        UsageError: for an unknown record mode or latency mode.
+    """
+
+    def __init__(
+        self,
+        *,
+        cassette: str | os.PathLike[str] | None = None,
+        record: str | RecordMode | None = None,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+        deadline_s: float | None = None,
+        latency: str = "recorded",
+        redactor: Redactor | None = None,
+        test_id: str = "flow",
+        log_path: str | os.PathLike[str] | None = None,
+        record_model_calls: bool = True,
+    ) -> None:
+        if latency not in ("recorded", "zero"):
+            raise UsageError(f"{test_id}: latency must be 'recorded' or 'zero', got {latency!r}")
+        self.test_id = test_id
+        self.cassette_path = Path(cassette) if cassette is not None else None
+        self.record_mode = RecordMode.parse(record, where=test_id)
+        self.latency_mode = latency
+        self.redactor = redactor or Redactor()
+        self.clock = VirtualClock()
+        """The flow's :class:`VirtualClock` (virtual seconds since the flow started)."""
+        self.budget = BudgetPool(usd=budget_usd, tokens=budget_tokens)
+        """The flow's :class:`BudgetPool`; every model call is charged to it."""
+        self.deadline: Deadline | None = (
+            Deadline(deadline_s, clock=self.clock) if deadline_s is not None else None
+        )
+        """The flow's :class:`Deadline` on its clock, or ``None``."""
+        self.log = DecisionLog(log_path, clock=self.clock)
+        """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
+        self.record_model_calls = record_model_calls
+        self._calls: list[ModelCall] = []
+        self._lock = threading.Lock()
+        self._cassette: Any = None
+        self.misses: list[UnrecordedRequestError] = []
+        """Every request that had no recorded response (also those the flow's code swallowed)."""
+        self.faults: Any = None
+        """Fault injection (see the failure-modes guide); ``None`` until a fault plan is attached."""
+
+    # -- activation --------------------------------------------------------------------------------------
+    @contextmanager
+    def activate(self) -> Iterator[Flow]:
+        """Intercept HTTP traffic into the cassette (if any) and propagate agent names into threads.
+
+        Raises:
+            CassetteError: when the cassette exists but cannot be read (the file is left untouched).
+        """
+        with ExitStack() as stack:
+            stack.enter_context(inherit_context_in_threads())
+            if self.cassette_path is not None:
+                from .cassette._recorder import Recorder
+
+                recorder = Recorder(
+                    path=str(self.cassette_path),
+                    mode=self.record_mode,
+                    listener=self,
+                    clock=self.clock,
+                    test_id=self.test_id,
+                    redactor=self.redactor,
+                )
+                self._cassette = stack.enter_context(recorder)
+                stack.callback(self._collect_misses)
+            try:
+                yield self
+            finally:
+                self.clock.detach_loop()
+
+    def _collect_misses(self) -> None:
+        if self._cassette is not None:
+            self.misses = list(self._cassette.misses)
+
+    @property
+    def replayed_calls(self) -> int:
+        """Model calls served from the cassette so far."""
+        return sum(1 for c in self.calls if c.replayed)
+
+    @property
+    def recorded_calls(self) -> int:
+        """Model calls recorded from the network so far."""
+        return sum(1 for c in self.calls if not c.replayed)
+
+    # -- ledger ------------------------------------------------------------------------------------------
+    def on_exchange(self, exchange: Exchange) -> None:
+        """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log."""
+        from .providers import parse_interaction
+
+        latency = exchange.latency_s if self.latency_mode == "recorded" or not exchange.replayed else 0.0
+        started = exchange.started_at
+        if exchange.charge_clock:
+            started = self.clock.now()
+            self.clock.advance(latency)
+        if exchange.request is None or exchange.response is None:
+            return
+        call = parse_interaction(exchange.request, exchange.response, agent=exchange.agent, latency_s=latency)
+        if call is None:
+            return
+        call = call.model_copy(update={"replayed": exchange.replayed, "started_at": round(started, 6)})
+        with self._lock:
+            self._calls.append(call)
+        self.budget.charge(call.usage, agent=call.agent, model=call.model)
+        if self.record_model_calls:
+            fields: dict[str, Any] = {
+                "agent": call.agent,
+                "model": call.model,
+                "input_tokens": call.usage.input_tokens,
+                "output_tokens": call.usage.output_tokens,
+                "cost_usd": call.usage.cost_usd,
+                "latency_s": call.latency_s,
+            }
+            if exchange.cancelled:
+                fields["cancelled"] = True
+            self.log.record("model_call", **fields)
+
+    def add_call(self, call: ModelCall) -> None:
+        """Add a model call made outside any cassette (e.g. a scripted model) to the ledger and budget."""
+        with self._lock:
+            self._calls.append(call)
+        self.budget.charge(call.usage, agent=call.agent, model=call.model)
+
+    @property
+    def calls(self) -> list[ModelCall]:
+        """The ledger: every model call of the flow, in completion order."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def usage(self) -> Usage:
+        """Total usage over the flow (``cost_usd`` is ``None`` if any call's model has no known price)."""
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+    def usage_by_agent(self) -> dict[str, Usage]:
+        """Usage per agent name (``"(none)"`` for unattributed calls), sorted by name."""
+        out: dict[str, Usage] = {}
+        for call in self.calls:
+            key = call.agent or "(none)"
+            out[key] = out.get(key, Usage()) + call.usage
+        return dict(sorted(out.items()))
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """The decision log's entries, in order."""
+        return self.log.decisions
+
+    @property
+    def elapsed(self) -> float:
+        """Virtual seconds the flow took so far (model latency only; concurrent calls overlap)."""
+        return self.clock.elapsed
+
+    # -- agents ------------------------------------------------------------------------------------------
+    def agent(self, name: str) -> AgentScope:
+        """Attribute model calls made inside to agent ``name``.
+
+        Use as ``with agentflow.agent("router"): ...``, ``async with``, or as a decorator. The name follows
+        ``asyncio`` tasks and threads started inside.
+        """
+        return AgentScope(name)
+
+    @property
+    def current_agent(self) -> str | None:
+        """The agent name in effect for the caller."""
+        return current_agent.get()
+
+    # -- assertions --------------------------------------------------------------------------------------
+    def spend_table(self) -> str:
+        """Spend per agent as aligned text lines (used in failure messages)."""
+        rows = []
+        for agent, usage in self.usage_by_agent().items():
+            cost = "unknown price" if usage.cost_usd is None else f"${usage.cost_usd:.6f}"
+            rows.append(f"  {agent:<20} {usage.input_tokens:>8} in {usage.output_tokens:>8} out  {cost}")
+        return "\n".join(rows) or "  (no model calls)"
+
+    def assert_within_budget(self, usd: float | None = None, tokens: int | None = None) -> None:
+        """Fail unless total spend is within ``usd`` (US dollars) and ``tokens`` (input + output).
+
+        Raises:
+            AssertionError: when over a cap; the message gives spend per agent.
+            UsageError: when ``usd`` is set but a call's model has no known price (genai-prices).
+        """
+        usage = self.usage
+        problems = []
+        if usd is not None:
+            if usage.cost_usd is None:
+                unknown = sorted({c.model for c in self.calls if c.usage.cost_usd is None})
+                raise UsageError(
+                    f"{self.test_id}: cannot check a USD budget: genai-prices has no price for model(s) "
+                    f"{', '.join(unknown)}. Use a token budget (agent_budget(tokens=...)) for them, or update "
+                    "genai-prices (`pip install -U genai-prices`)."
+                )
+            if usage.cost_usd > usd + 1e-12:
+                problems.append(f"spent ${usage.cost_usd:.6f} of a ${usd:.6f} budget")
+        if tokens is not None and usage.total_tokens > tokens:
+            problems.append(f"used {usage.total_tokens} tokens of a {tokens}-token budget")
+        if problems:
+            raise AssertionError(
+                f"{self.test_id}: agent budget exceeded: {'; '.join(problems)}.\n"
+                f"Spend per agent:\n{self.spend_table()}"
+            )
+
+    def assert_deadline(self, seconds: float) -> None:
+        """Fail when the flow's virtual elapsed time exceeds ``seconds``.
+
+        Raises:
+            AssertionError: with elapsed vs deadline and the slowest calls.
+        """
+        elapsed = self.elapsed
+        if elapsed > seconds + 1e-9:
+            slow = sorted(self.calls, key=lambda c: -c.latency_s)[:3]
+            detail = "\n".join(f"  {c.agent or '(none)':<20} {c.model:<28} {c.latency_s:8.3f} s" for c in slow)
+            raise AssertionError(
+                f"{self.test_id}: agent deadline exceeded: the flow took {elapsed:.3f} s of virtual time, "
+                f"deadline {seconds:g} s.\nSlowest model calls:\n{detail or '  (none)'}"
+            )
+
+    def __repr__(self) -> str:
+        return f"Flow({self.test_id!r}, calls={len(self.calls)}, elapsed={self.elapsed:.3f}s)"
