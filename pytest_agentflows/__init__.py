@@ -12,12 +12,22 @@ from .cassette._modes import RecordMode
 from .clock import VirtualClock
 from .deadline import Deadline, DeadlineExceeded
 from .decisions import DecisionLog
-from .errors import AgentflowsError, CassetteError, UnrecordedRequestError, UsageError
+from .errors import (
+    AgentflowsError,
+    BroadcastError,
+    CassetteError,
+    RoutingError,
+    UnrecordedRequestError,
+    UsageError,
+)
 from .flow import Flow
+from .patterns import Broadcast, Pipeline, Router, Stage, Supervisor
 
 __all__ = [
     "AgentResult",
     "AgentflowsError",
+    "Broadcast",
+    "BroadcastError",
     "BudgetExceeded",
     "BudgetPool",
     "CassetteError",
@@ -27,7 +37,12 @@ __all__ = [
     "DecisionLog",
     "Flow",
     "ModelCall",
+    "Pipeline",
     "RecordMode",
+    "Router",
+    "RoutingError",
+    "Stage",
+    "Supervisor",
     "UnrecordedRequestError",
     "Usage",
     "UsageError",

@@ -138,7 +138,14 @@ class VirtualClock:
             return False
         try:
             real_now = loop.time()
-            patched = looptime.patch_event_loop(loop, start=real_now, _enabled=False)
+            if isinstance(loop, looptime.LoopTimeEventLoop):
+                patched = loop
+                if not patched.looptime_on:
+                    # patched (e.g. by looptime's own pytest plugin) but running on real time: restart its
+                    # fake time at the real reading so timers already scheduled keep their meaning
+                    patched.setup_looptime(start=real_now)
+            else:
+                patched = looptime.patch_event_loop(loop, start=real_now, _enabled=False)
         except Exception:  # pragma: no cover - exotic loops
             return False
         if not patched.looptime_on:

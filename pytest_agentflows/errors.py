@@ -92,3 +92,55 @@ class UnrecordedRequestError(BaseException):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+DOCS_PATTERNS = "https://pytest-agentflows.readthedocs.io/en/latest/patterns/"
+
+
+class RoutingError(AgentflowsError):
+    """A router's classifier chose a route that does not exist, and the router has no fallback.
+
+    Attributes:
+        output: The classifier's output (stripped text).
+        routes: The known route keys, sorted.
+    """
+
+    def __init__(self, output: str, routes: list[str]) -> None:
+        self.output = output
+        self.routes = sorted(routes)
+        known = ", ".join(repr(r) for r in self.routes) or "(none)"
+        super().__init__(
+            f"the classifier answered {output!r}, which is not a route; known routes: {known}. "
+            "Fix: add the route to Router(routes={...}), give the Router a fallback= agent or route key, "
+            f"or make the classifier answer with one of the keys (see {DOCS_PATTERNS}router/)."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.output, self.routes))
+
+
+class BroadcastError(AgentflowsError):
+    """Fewer broadcast agents than ``min_successes`` gave a valid result.
+
+    Attributes:
+        min_successes: How many valid results the broadcast needed.
+        succeeded: Keys of the agents that gave a valid result, in completion order.
+        failures: For each other agent (sorted by key), what went wrong: ``"ValueError: boom"``, or
+            ``"timed out after 10 s"``.
+    """
+
+    def __init__(self, min_successes: int, succeeded: list[str], failures: dict[str, str]) -> None:
+        self.min_successes = min_successes
+        self.succeeded = list(succeeded)
+        self.failures = dict(sorted(failures.items()))
+        lines = [f"  {key}: {why}" for key, why in self.failures.items()]
+        got = ", ".join(repr(k) for k in self.succeeded) or "none"
+        super().__init__(
+            f"broadcast got {len(self.succeeded)} valid result(s) ({got}) but needs min_successes="
+            f"{min_successes}. Failed agents:\n" + "\n".join(lines) + "\n"
+            "Fix: look at the failures above, raise the timeout=, or lower min_successes "
+            f"(see {DOCS_PATTERNS}broadcast/)."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.min_successes, self.succeeded, self.failures))

@@ -134,7 +134,7 @@ class Flow:
         """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log."""
         from .providers import parse_interaction
 
-        latency = exchange.latency_s if self.latency_mode == "recorded" or not exchange.replayed else 0.0
+        latency = self.effective_latency(exchange.latency_s)
         started = exchange.started_at
         if exchange.charge_clock:
             started = self.clock.now()
@@ -145,9 +145,7 @@ class Flow:
         if call is None:
             return
         call = call.model_copy(update={"replayed": exchange.replayed, "started_at": round(started, 6)})
-        with self._lock:
-            self._calls.append(call)
-        self.budget.charge(call.usage, agent=call.agent, model=call.model)
+        self.add_call(call)
         if self.record_model_calls:
             fields: dict[str, Any] = {
                 "agent": call.agent,
@@ -161,11 +159,20 @@ class Flow:
                 fields["cancelled"] = True
             self.log.record("model_call", **fields)
 
+    def effective_latency(self, latency_s: float) -> float:
+        """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
+        return latency_s if self.latency_mode == "recorded" else 0.0
+
     def add_call(self, call: ModelCall) -> None:
         """Add a model call made outside any cassette (e.g. a scripted model) to the ledger and budget."""
+        from .budget import PriceUnknownError
+
         with self._lock:
             self._calls.append(call)
-        self.budget.charge(call.usage, agent=call.agent, model=call.model)
+        try:
+            self.budget.charge(call.usage, agent=call.agent, model=call.model)
+        except PriceUnknownError:
+            pass  # the USD verdict (assert_within_budget) names the model and how to fix it
 
     @property
     def calls(self) -> list[ModelCall]:

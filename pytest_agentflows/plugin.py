@@ -6,6 +6,8 @@ syrupy, an SDK nor genai-prices; those load when a test first requests a flow fi
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,21 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.stash[ROWS_KEY] = []
+    _quiet_looptime_plugin(config)
+
+
+def _quiet_looptime_plugin(config: pytest.Config) -> None:
+    """Unregister looptime's own pytest plugin unless the session asks for it (``--looptime``).
+
+    We use looptime as a library (the flow clock patches the running loop itself). Its pytest plugin,
+    installed with it, calls ``get_event_loop()`` in every test; under pytest-asyncio 1.x that creates an
+    event loop in each sync test which nobody closes, and ``filterwarnings = error`` suites then fail with
+    ``ResourceWarning: unclosed event loop``. Pass ``--looptime`` / ``--no-looptime`` to keep it.
+    """
+    plugin = config.pluginmanager.get_plugin("looptime_plugin")
+    if plugin is not None and config.getoption("looptime", None) is None:
+        config.pluginmanager.unregister(plugin)
+        config.addinivalue_line("markers", "looptime: looptime's marker (its plugin is off: pass --looptime)")
 
 
 @pytest.fixture
@@ -81,8 +98,28 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         test_id=item.nodeid,
     )
     item.stash[FLOW_KEY] = flow
+    _attach_loop_first(item, flow)
     with flow.activate():
         yield flow
+
+
+def _attach_loop_first(item: pytest.Item, flow: Flow) -> None:
+    """For ``async def`` tests: make the loop's time virtual before the test's first line runs.
+
+    Timers the test schedules (``asyncio.wait_for``) must already be on virtual time, so the test function
+    is wrapped to attach the flow clock to the running loop first (pytest-asyncio and anyio read
+    ``item.obj`` after fixture setup).
+    """
+    original = getattr(item, "obj", None)
+    if original is None or not inspect.iscoroutinefunction(original):
+        return
+
+    @functools.wraps(original)
+    async def attached(*args: Any, **kwargs: Any) -> Any:
+        flow.clock.attach_loop()
+        return await original(*args, **kwargs)
+
+    item.obj = attached  # type: ignore[attr-defined]
 
 
 @pytest.fixture

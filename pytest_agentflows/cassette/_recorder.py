@@ -45,6 +45,9 @@ class ExchangeListener(Protocol):
     def on_exchange(self, exchange: Exchange) -> None:
         """Account one completed (or cancelled) exchange; ``exchange.charge_clock`` says who moves time."""
 
+    def effective_latency(self, latency_s: float) -> float:
+        """Virtual seconds to charge for a call of ``latency_s`` recorded seconds."""
+
 
 @dataclass
 class Exchange:
@@ -98,11 +101,16 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self.replayed_count = 0
         self.recorded_count = 0
         self.misses: list[UnrecordedRequestError] = []
+        self._loading = False
         super().__init__(path, **kwargs)
 
     # -- index -------------------------------------------------------------------------------------------
     def _load(self) -> None:
-        super()._load()
+        self._loading = True
+        try:
+            super()._load()
+        finally:
+            self._loading = False
         self._queues = {}
         for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
             self._queues.setdefault(self._key(request, redacted=True), deque()).append(index)
@@ -169,6 +177,9 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return response  # type: ignore[no-any-return]
 
     def append(self, request: Any, response: dict[str, Any]) -> None:
+        if self._loading:  # vcrpy's _load appends what it reads: not a recording
+            super().append(request, response)
+            return
         started = self._starts.pop(id(request), None)
         wall0, virtual0 = started if started is not None else (time.perf_counter(), self._clock_now())
         latency = round(time.perf_counter() - wall0, 3)
@@ -310,7 +321,7 @@ class Recorder:
             finally:
                 _exchange.reset(token)
             try:
-                await clock.sleep(slot.latency_s)
+                await clock.sleep(recorder.listener.effective_latency(slot.latency_s))
             except BaseException:
                 slot.cancelled = True
                 raise

@@ -1,0 +1,232 @@
+"""Provider adapters: turn recorded HTTP interactions with LLM APIs into :class:`ModelCall` records.
+
+One adapter per wire API, found by HTTP method and URL path (any host, so Azure, OpenAI-compatible
+services and local servers are read too):
+
+- ``POST …/chat/completions`` → :class:`OpenAIChatAdapter`: ``api="openai.chat"``, ``provider="openai"``;
+- ``POST …/responses`` → :class:`OpenAIResponsesAdapter`: ``api="openai.responses"``, ``provider="openai"``;
+- ``POST …/v1/messages`` → :class:`AnthropicMessagesAdapter`: ``api="anthropic.messages"``,
+  ``provider="anthropic"``.
+
+Token counts are the response's own usage fields (see each adapter module); the price comes from
+``genai-prices`` (:func:`pytest_agentflows._pricing.price_usd`) at the response's ``Date``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._models import ModelCall, Usage
+from .._pricing import price_time_from_date_header, price_usd
+from ._base import ParsedCall, ProviderAdapter
+from ._body import BodyError, header_value, json_or_none, normalise_request, normalise_response
+from ._sse import looks_like_sse
+from .anthropic_messages import AnthropicMessagesAdapter
+from .openai_chat import OpenAIChatAdapter
+from .openai_responses import OpenAIResponsesAdapter
+
+__all__ = [
+    "AnthropicMessagesAdapter",
+    "BodyError",
+    "OpenAIChatAdapter",
+    "OpenAIResponsesAdapter",
+    "ParsedCall",
+    "ProviderAdapter",
+    "adapters",
+    "call_from_normalised",
+    "find_adapter",
+    "parse_interaction",
+    "parse_normalised",
+    "register_adapter",
+    "response_text",
+]
+
+_ADAPTERS: list[ProviderAdapter] = [
+    OpenAIChatAdapter(),
+    OpenAIResponsesAdapter(),
+    AnthropicMessagesAdapter(),
+]
+
+
+def adapters() -> tuple[ProviderAdapter, ...]:
+    """The registered adapters, in the order they are tried."""
+    return tuple(_ADAPTERS)
+
+
+def register_adapter(adapter: ProviderAdapter, *, first: bool = True) -> None:
+    """Add an adapter to the registry.
+
+    Args:
+        adapter: Any object implementing :class:`ProviderAdapter`.
+        first: Try it before the built-in adapters (default), so it can take over a path they read.
+
+    Raises:
+        TypeError: ``adapter`` does not implement the protocol.
+    """
+    if not isinstance(adapter, ProviderAdapter):
+        raise TypeError(f"{adapter!r} does not implement ProviderAdapter (name, provider, matches, parse)")
+    if first:
+        _ADAPTERS.insert(0, adapter)
+    else:
+        _ADAPTERS.append(adapter)
+
+
+def find_adapter(method: str, url: str, request_json: Any = None) -> ProviderAdapter | None:
+    """The first registered adapter that reads ``method url``, or ``None``.
+
+    Args:
+        method: HTTP method (any case).
+        url: Full request URL.
+        request_json: The request body parsed as JSON, or ``None``.
+    """
+    upper = method.upper()
+    for adapter in _ADAPTERS:
+        if adapter.matches(upper, url, request_json):
+            return adapter
+    return None
+
+
+def _is_stream(headers: Mapping[str, list[str]], body: bytes) -> bool:
+    content_type = (header_value(headers, "content-type") or "").lower()
+    return "text/event-stream" in content_type or looks_like_sse(body)
+
+
+def parse_normalised(
+    request: Mapping[str, Any], response: Mapping[str, Any]
+) -> tuple[ProviderAdapter, ParsedCall, bool] | None:
+    """Adapter, parsed call and streamed flag of a normalised interaction, before pricing.
+
+    Args:
+        request: Normalised request dict (:func:`pytest_agentflows.providers._body.normalise_request`).
+        response: Normalised response dict (:func:`pytest_agentflows.providers._body.normalise_response`).
+
+    Returns:
+        ``None`` for a non-2xx status, a request no adapter matches, a body still compressed (``br``
+        without ``brotli``) or a body the adapter does not recognise.
+    """
+    code = response["status"]["code"]
+    if not 200 <= code < 300:
+        return None
+    request_json = json_or_none(request["body"])
+    adapter = find_adapter(request["method"], request["uri"], request_json)
+    if adapter is None:
+        return None
+    headers: Mapping[str, list[str]] = response["headers"]
+    if header_value(headers, "content-encoding") not in (None, "", "identity"):
+        return None  # could not be decoded
+    body: bytes = response["body"]["string"]
+    streamed = _is_stream(headers, body)
+    parsed = adapter.parse(request_json, body, streamed=streamed)
+    if parsed is None:
+        return None
+    return adapter, parsed, streamed
+
+
+def call_from_normalised(
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    *,
+    agent: str | None = None,
+    latency_s: float = 0.0,
+) -> ModelCall | None:
+    """:func:`parse_interaction` for dicts already in normal form (as :class:`Interaction` holds them).
+
+    Args:
+        request: Normalised request dict.
+        response: Normalised response dict.
+        agent: Agent name to record on the call.
+        latency_s: Recorded latency in seconds.
+
+    Returns:
+        The call, or ``None`` (see :func:`parse_normalised`).
+    """
+    found = parse_normalised(request, response)
+    if found is None:
+        return None
+    adapter, parsed, streamed = found
+    request_json = json_or_none(request["body"])
+    model = parsed.model
+    if model is None and isinstance(request_json, dict) and isinstance(request_json.get("model"), str):
+        model = request_json["model"]
+    model = model or "unknown"
+    cost: float | None = None
+    if parsed.usage_reported:
+        cost = price_usd(
+            adapter.provider,
+            model,
+            input_tokens=parsed.input_tokens,
+            output_tokens=parsed.output_tokens,
+            cache_read_tokens=parsed.cache_read_tokens,
+            cache_write_tokens=parsed.cache_write_tokens,
+            cache_write_1h_tokens=parsed.cache_write_1h_tokens,
+            api_url=request["uri"],
+            at=price_time_from_date_header(header_value(response["headers"], "date")),
+        )
+    usage = Usage(
+        input_tokens=parsed.input_tokens,
+        output_tokens=parsed.output_tokens,
+        cost_usd=cost,
+        cache_read_tokens=parsed.cache_read_tokens,
+        cache_write_tokens=parsed.cache_write_tokens,
+    )
+    return ModelCall(
+        agent=agent,
+        provider=adapter.provider,
+        model=model,
+        usage=usage,
+        latency_s=latency_s,
+        streamed=streamed,
+        api=adapter.name,
+    )
+
+
+def parse_interaction(
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    *,
+    agent: str | None = None,
+    latency_s: float = 0.0,
+) -> ModelCall | None:
+    """The :class:`ModelCall` of one recorded interaction, or ``None`` when it is not a model call.
+
+    Args:
+        request: vcrpy request dict: ``{"method": str, "uri": str, "headers": {name: [value]},
+            "body": str | bytes | None}`` (pydantic-ai's ``parsed_body`` mapping is accepted too).
+        response: vcrpy response dict: ``{"status": {"code": int, "message": str},
+            "headers": {name: [value]}, "body": {"string": str | bytes}}``; gzip/deflate (and ``br`` with
+            ``brotli`` installed) bodies are decoded according to ``Content-Encoding``.
+        agent: Agent name to record on the call.
+        latency_s: Recorded latency in seconds.
+
+    Returns:
+        The call: provider, model as the response names it, usage from the response's own usage fields
+        (``Usage.input_tokens`` includes cached tokens), price from genai-prices (``None`` if unknown, or
+        if the response reported no usage). ``None`` for a non-2xx status, a request no adapter reads,
+        or a body that is not a response of the matched API.
+
+    Raises:
+        BodyError: (a ``ValueError``) a field has the wrong type or a compressed body does not
+            decompress; ``.where`` names the field.
+    """
+    return call_from_normalised(
+        normalise_request(request), normalise_response(response), agent=agent, latency_s=latency_s
+    )
+
+
+def response_text(request: Mapping[str, Any], response: Mapping[str, Any]) -> str | None:
+    """The assistant text of a recorded model call (text parts concatenated, streams reassembled).
+
+    Args:
+        request: vcrpy request dict (as for :func:`parse_interaction`).
+        response: vcrpy response dict.
+
+    Returns:
+        The text, or ``None`` when the interaction is not a successful model call or has no text
+        (e.g. only tool calls).
+
+    Raises:
+        BodyError: as :func:`parse_interaction`.
+    """
+    found = parse_normalised(normalise_request(request), normalise_response(response))
+    return None if found is None else found[1].text

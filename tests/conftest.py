@@ -1,0 +1,48 @@
+"""Shared fixtures: a local model server the inner pytest sessions record against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pytest_agentflows.model_server import LocalModelServer
+
+# Import the heavy libraries once, before any pytester run: in-process inner sessions restore sys.modules
+# to its state at their start, so modules loaded here are reused instead of re-imported by every run.
+import anthropic  # noqa: E402, F401, I001
+import httpx  # noqa: E402, F401
+import httpx2  # noqa: E402, F401
+import openai  # noqa: E402, F401
+import requests  # noqa: E402, F401
+import syrupy.extensions.amber  # noqa: E402, F401
+import vcr  # noqa: E402, F401
+import vcr.cassette  # noqa: E402, F401
+import vcr.patch  # noqa: E402, F401
+import vcr.serializers.yamlserializer  # noqa: E402, F401
+import pytest_agentflows.cassette._recorder  # noqa: E402, F401
+from pytest_agentflows._pricing import price_usd  # noqa: E402
+
+price_usd("openai", "gpt-4o-mini", input_tokens=1, output_tokens=1)  # loads genai-prices' data once
+
+
+@pytest.fixture
+def model_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalModelServer]:
+    """A fresh local model server; its URLs are exported for inner pytest sessions (``AF_OPENAI_URL``…)."""
+    with LocalModelServer() as server:
+        monkeypatch.setenv("AF_OPENAI_URL", server.openai_base_url)
+        monkeypatch.setenv("AF_ANTHROPIC_URL", server.anthropic_base_url)
+        monkeypatch.setenv("AF_URL", server.url)
+        yield server
+
+
+@pytest.fixture
+def go_offline(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to point inner sessions at a closed port: a real request would fail to connect."""
+
+    def offline() -> None:
+        monkeypatch.setenv("AF_OPENAI_URL", "http://127.0.0.1:9/v1")
+        monkeypatch.setenv("AF_ANTHROPIC_URL", "http://127.0.0.1:9")
+        monkeypatch.setenv("AF_URL", "http://127.0.0.1:9")
+
+    return offline
