@@ -7,7 +7,8 @@ accounting, budgets and deadlines on a virtual clock, and decision-log snapshots
 from __future__ import annotations
 
 from ._models import AgentResult, Decision, ModelCall, Usage
-from .budget import BudgetExceeded, BudgetPool
+from .budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
+from .cassette._load import Cassette, Interaction, load_cassette
 from .cassette._modes import RecordMode
 from .clock import VirtualClock
 from .deadline import Deadline, DeadlineExceeded
@@ -30,15 +31,19 @@ __all__ = [
     "BroadcastError",
     "BudgetExceeded",
     "BudgetPool",
+    "Cassette",
     "CassetteError",
     "Deadline",
     "DeadlineExceeded",
     "Decision",
     "DecisionLog",
     "Flow",
+    "Interaction",
     "ModelCall",
     "Pipeline",
+    "PriceUnknownError",
     "RecordMode",
+    "Reservation",
     "Router",
     "RoutingError",
     "Stage",
@@ -47,4 +52,5 @@ __all__ = [
     "Usage",
     "UsageError",
     "VirtualClock",
+    "load_cassette",
 ]

@@ -141,7 +141,15 @@ class Flow:
             self.clock.advance(latency)
         if exchange.request is None or exchange.response is None:
             return
-        call = parse_interaction(exchange.request, exchange.response, agent=exchange.agent, latency_s=latency)
+        try:
+            call = parse_interaction(
+                exchange.request, exchange.response, agent=exchange.agent, latency_s=latency
+            )
+        except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
+            from .errors import CassetteError
+
+            where = getattr(exc, "where", "")
+            raise CassetteError(str(self.cassette_path or "(no cassette)"), where, str(exc)) from exc
         if call is None:
             return
         call = call.model_copy(update={"replayed": exchange.replayed, "started_at": round(started, 6)})
