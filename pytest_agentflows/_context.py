@@ -99,5 +99,5 @@ def inherit_context_in_threads() -> Iterator[None]:
         with _patch_lock:
             _patch_depth -= 1
             if _patch_depth == 0 and _original_start is not None:
-                threading.Thread.start = _original_start  # type: ignore[method-assign]
+                threading.Thread.start = _original_start  # type: ignore[method-assign,assignment]
                 _original_start = None

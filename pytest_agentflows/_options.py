@@ -37,12 +37,16 @@ class FlowOptions:
     """Extra JSON body keys to scrub (ini ``agentflows_redact_body_keys``)."""
 
 
-def _marker_kwargs(item: pytest.Item, name: str, allowed: tuple[str, ...], positional: tuple[str, ...] = ()) -> dict[str, Any]:
+def _marker_kwargs(
+    item: pytest.Item, name: str, allowed: tuple[str, ...], positional: tuple[str, ...] = ()
+) -> dict[str, Any]:
     marker = item.get_closest_marker(name)
     if marker is None:
         return {}
     if len(marker.args) > len(positional):
-        raise UsageError(f"{item.nodeid}: @pytest.mark.{name} takes at most {len(positional)} positional argument(s)")
+        raise UsageError(
+            f"{item.nodeid}: @pytest.mark.{name} takes at most {len(positional)} positional argument(s)"
+        )
     kwargs = dict(zip(positional, marker.args, strict=False))
     kwargs.update(marker.kwargs)
     unknown = sorted(set(kwargs) - set(allowed))
@@ -72,7 +76,11 @@ def cassette_name(item: pytest.Item) -> str:
 
 
 def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | None = None) -> Path:
-    """``<dir>/<module>/<name>.yaml``; ``<dir>`` is ini ``agentflows_cassette_dir`` or ``cassettes/`` beside the module."""
+    """The cassette file of ``item``: ``<dir>/<module>/<name>.yaml``.
+
+    ``<dir>`` is ini ``agentflows_cassette_dir`` (relative to the rootdir), else ``cassettes/`` beside
+    the test module.
+    """
     module = Path(str(item.path))
     ini_dir = config.getini("agentflows_cassette_dir")
     base = Path(config.rootpath, ini_dir) if ini_dir else module.parent / "cassettes"
@@ -95,16 +103,18 @@ def resolve(item: pytest.Item) -> FlowOptions:
     budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
     deadline = _marker_kwargs(item, "agent_deadline", ("seconds",), positional=("seconds",))
     cli_mode = config.getoption("agentflows_record", None)
-    record = RecordMode.parse(
-        flow.get("record", cli_mode), where=f"{item.nodeid} (record mode)"
-    )
+    record = RecordMode.parse(flow.get("record", cli_mode), where=f"{item.nodeid} (record mode)")
     latency = flow.get("latency", "recorded")
     if latency not in ("recorded", "zero"):
-        raise UsageError(f"{item.nodeid}: agentflow(latency=...) must be 'recorded' or 'zero', got {latency!r}")
+        raise UsageError(
+            f"{item.nodeid}: agentflow(latency=...) must be 'recorded' or 'zero', got {latency!r}"
+        )
     tokens = _positive(budget.get("tokens"), "agent_budget(tokens=...)", item)
     seconds = _positive(deadline.get("seconds"), "agent_deadline(seconds)", item)
     if "seconds" in deadline and seconds is None:
-        raise UsageError(f"{item.nodeid}: @pytest.mark.agent_deadline needs the seconds, e.g. agent_deadline(120)")
+        raise UsageError(
+            f"{item.nodeid}: @pytest.mark.agent_deadline needs the seconds, e.g. agent_deadline(120)"
+        )
     return FlowOptions(
         cassette=default_cassette_path(item, config, flow.get("cassette")),
         record=record,

@@ -214,4 +214,3 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now():.3f}s, elapsed={self.elapsed:.3f}s)"
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -177,10 +178,9 @@ class Flow:
 
         with self._lock:
             self._calls.append(call)
-        try:
+        # An unknown price under a USD cap: the verdict (assert_within_budget) names the model and the fix.
+        with contextlib.suppress(PriceUnknownError):
             self.budget.charge(call.usage, agent=call.agent, model=call.model)
-        except PriceUnknownError:
-            pass  # the USD verdict (assert_within_budget) names the model and how to fix it
 
     @property
     def calls(self) -> list[ModelCall]:
@@ -251,8 +251,8 @@ class Flow:
                 unknown = sorted({c.model for c in self.calls if c.usage.cost_usd is None})
                 raise UsageError(
                     f"{self.test_id}: cannot check a USD budget: genai-prices has no price for model(s) "
-                    f"{', '.join(unknown)}. Use a token budget (agent_budget(tokens=...)) for them, or update "
-                    "genai-prices (`pip install -U genai-prices`)."
+                    f"{', '.join(unknown)}. Use a token budget (agent_budget(tokens=...)) for them, or "
+                    "update genai-prices (`pip install -U genai-prices`)."
                 )
             if usage.cost_usd > usd + 1e-12:
                 problems.append(f"spent ${usage.cost_usd:.6f} of a ${usd:.6f} budget")
@@ -273,7 +273,9 @@ class Flow:
         elapsed = self.elapsed
         if elapsed > seconds + 1e-9:
             slow = sorted(self.calls, key=lambda c: -c.latency_s)[:3]
-            detail = "\n".join(f"  {c.agent or '(none)':<20} {c.model:<28} {c.latency_s:8.3f} s" for c in slow)
+            detail = "\n".join(
+                f"  {c.agent or '(none)':<20} {c.model:<28} {c.latency_s:8.3f} s" for c in slow
+            )
             raise AssertionError(
                 f"{self.test_id}: agent deadline exceeded: the flow took {elapsed:.3f} s of virtual time, "
                 f"deadline {seconds:g} s.\nSlowest model calls:\n{detail or '  (none)'}"

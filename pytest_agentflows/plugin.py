@@ -50,7 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini("agentflows_redact_headers", "extra header names to scrub from cassettes", type="linelist")
-    parser.addini("agentflows_redact_body_keys", "extra JSON body keys to scrub from cassettes", type="linelist")
+    parser.addini(
+        "agentflows_redact_body_keys", "extra JSON body keys to scrub from cassettes", type="linelist"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -45,7 +45,7 @@ class FlowRow(BaseModel):
     def from_flow(cls, test: str, flow: Flow) -> FlowRow:
         """Summarise ``flow`` for test ``test``."""
         usage = flow.usage
-        per_agent = {}
+        per_agent: dict[str, list[object]] = {}
         for call in flow.calls:
             per_agent.setdefault(call.agent or "(none)", []).append(call)
         agents = []

@@ -46,7 +46,7 @@ def dump_decisions(decisions: Iterable[Decision | Mapping[str, Any]]) -> str:
     return yaml.safe_dump(items, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
 
 
-class DecisionLogExtension(AmberSnapshotExtension):  # type: ignore[misc]
+class DecisionLogExtension(AmberSnapshotExtension):
     """syrupy extension: ``assert agentflow.decisions == decision_snapshot``.
 
     Accepts a list of :class:`Decision`, a :class:`DecisionLog`, a :class:`Flow` (its decisions) or a list
@@ -57,8 +57,6 @@ class DecisionLogExtension(AmberSnapshotExtension):  # type: ignore[misc]
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
         decisions = getattr(data, "decisions", data)
-        if isinstance(decisions, list | tuple) and all(
-            isinstance(d, Decision | Mapping) for d in decisions
-        ):
+        if isinstance(decisions, list | tuple) and all(isinstance(d, Decision | Mapping) for d in decisions):
             return dump_decisions(decisions)
         return str(super().serialize(data, **kwargs))

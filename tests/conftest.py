@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import pytest
-
-from pytest_agentflows.model_server import LocalModelServer
-
 # Import the heavy libraries once, before any pytester run: in-process inner sessions restore sys.modules
 # to its state at their start, so modules loaded here are reused instead of re-imported by every run.
-import anthropic  # noqa: E402, F401, I001
-import httpx  # noqa: E402, F401
-import httpx2  # noqa: E402, F401
-import openai  # noqa: E402, F401
-import requests  # noqa: E402, F401
-import syrupy.extensions.amber  # noqa: E402, F401
-import vcr  # noqa: E402, F401
-import vcr.cassette  # noqa: E402, F401
-import vcr.patch  # noqa: E402, F401
-import vcr.serializers.yamlserializer  # noqa: E402, F401
-import pytest_agentflows.cassette._recorder  # noqa: E402, F401
-from pytest_agentflows._pricing import price_usd  # noqa: E402
+import anthropic  # noqa: F401
+import httpx  # noqa: F401
+import httpx2  # noqa: F401
+import openai  # noqa: F401
+import pytest
+import requests  # noqa: F401
+import syrupy.extensions.amber  # noqa: F401
+import vcr
+import vcr.cassette
+import vcr.patch
+import vcr.serializers.yamlserializer  # noqa: F401
+
+import pytest_agentflows.cassette._recorder  # noqa: F401
+from pytest_agentflows._pricing import price_usd
+from pytest_agentflows.model_server import LocalModelServer
 
 price_usd("openai", "gpt-4o-mini", input_tokens=1, output_tokens=1)  # loads genai-prices' data once
 

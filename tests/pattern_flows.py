@@ -63,7 +63,9 @@ class AsyncChatAgent:
 
     async def run(self, text: str) -> AgentResult:
         self.inputs.append(text)
-        async with openai.AsyncOpenAI(base_url=self.base_url, api_key="sk-test-0000", max_retries=0) as client:
+        async with openai.AsyncOpenAI(
+            base_url=self.base_url, api_key="sk-test-0000", max_retries=0
+        ) as client:
             request = client.chat.completions.create(
                 model=MODEL,
                 messages=[{"role": "system", "content": self.system}, {"role": "user", "content": text}],
@@ -88,15 +90,22 @@ CLASSIFY = "Classify the support ticket. Answer with one word: billing, technica
 REVIEWER = "You are a strict reviewer. Answer APPROVED only when the draft is ready."
 
 
-def router(flow: Flow | None, url: str = REPLAY_URL, *, fallback: bool = True, asynchronous: bool = False) -> Router:
+def router(
+    flow: Flow | None, url: str = REPLAY_URL, *, fallback: bool = True, asynchronous: bool = False
+) -> Router:
     """Router: classifier -> billing / technical specialists (+ general fallback)."""
-    make: Callable[[str], Any] = (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    make: Callable[[str], Any] = (
+        (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    )
     routes = {
         "billing": make("You are the billing specialist."),
         "technical": make("You are the technical specialist."),
     }
     return Router(
-        make(CLASSIFY), routes, fallback=make("You are the general assistant.") if fallback else None, flow=flow
+        make(CLASSIFY),
+        routes,
+        fallback=make("You are the general assistant.") if fallback else None,
+        flow=flow,
     )
 
 
@@ -124,7 +133,9 @@ def pipeline(flow: Flow | None, url: str = REPLAY_URL, *, asynchronous: bool = F
 
 def broadcast(flow: Flow | None, url: str = REPLAY_URL, *, asynchronous: bool = False) -> Broadcast:
     """Broadcast: three fact checkers (recorded latencies: analyst 5 s, researcher 8 s, critic 10 s)."""
-    make: Callable[[str], Any] = (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    make: Callable[[str], Any] = (
+        (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    )
     agents = {
         "critic": make("You are the critic. Check the claim."),
         "analyst": make("You are the analyst. Check the claim."),
@@ -153,14 +164,18 @@ def broadcast_failures(
 
     ``impatient`` wraps its call in ``asyncio.wait_for(timeout=5)`` (recorded latency 8 s) when async.
     """
-    make: Callable[[str], Any] = (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    make: Callable[[str], Any] = (
+        (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    )
     agents = {
         "broken": make("You are the broken checker. Check the claim."),
         "fast": make("You are the fast checker. Check the claim."),
         "slow": make("You are the slow checker. Check the claim."),
     }
     if asynchronous:
-        agents["impatient"] = AsyncChatAgent("You are the impatient checker. Check the claim.", url, timeout=5)
+        agents["impatient"] = AsyncChatAgent(
+            "You are the impatient checker. Check the claim.", url, timeout=5
+        )
     return Broadcast(agents, joined, min_successes=min_successes, timeout=timeout, flow=flow)
 
 
@@ -173,7 +188,9 @@ def supervisor(
     deadline: float | None = None,
 ) -> Supervisor:
     """Supervisor: writer (worker) and strict reviewer."""
-    make: Callable[[str], Any] = (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    make: Callable[[str], Any] = (
+        (lambda s: AsyncChatAgent(s, url)) if asynchronous else (lambda s: ChatAgent(s, url))
+    )
     return Supervisor(
         make("You are a technical writer."),
         make(REVIEWER),
@@ -226,10 +243,12 @@ async def _aexpect(error: type[BaseException], coro: Any) -> Any:
 SCENARIOS: dict[str, Scenario] = {
     "router_sync": Scenario(lambda f, u: router(f, u).run_sync(TICKET), {"router": [0.6], "billing": [2.4]}),
     "router_async_fallback": Scenario(
-        lambda f, u: asyncio.run(router(f, u, asynchronous=True).run(QUESTION)), {"router": [0.5], "fallback": [1.5]}
+        lambda f, u: asyncio.run(router(f, u, asynchronous=True).run(QUESTION)),
+        {"router": [0.5], "fallback": [1.5]},
     ),
     "router_unknown": Scenario(
-        lambda f, u: _expect(Exception, lambda: router(f, u, fallback=False).run_sync(QUESTION)), {"router": [0.5]}
+        lambda f, u: _expect(Exception, lambda: router(f, u, fallback=False).run_sync(QUESTION)),
+        {"router": [0.5]},
     ),
     "pipeline_sync": Scenario(
         lambda f, u: pipeline(f, u).run_sync(TOPIC), {"research": [4.0], "draft": [6.0], "edit": [3.0]}
@@ -244,7 +263,8 @@ SCENARIOS: dict[str, Scenario] = {
         budget_usd=PIPELINE_HALT_BUDGET,
     ),
     "broadcast_sync": Scenario(
-        lambda f, u: broadcast(f, u).run_sync(CLAIM), {"analyst": [5.0], "researcher": [8.0], "critic": [10.0]}
+        lambda f, u: broadcast(f, u).run_sync(CLAIM),
+        {"analyst": [5.0], "researcher": [8.0], "critic": [10.0]},
     ),
     "broadcast_async": Scenario(
         lambda f, u: asyncio.run(broadcast(f, u, asynchronous=True).run(CLAIM)),

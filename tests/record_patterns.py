@@ -45,7 +45,9 @@ def record(name: str) -> None:
     path = Path(cassette(name))
     path.unlink(missing_ok=True)
     with LocalModelServer(responder=scenario.responder) as server:
-        flow = Flow(cassette=path, record="all", budget_usd=scenario.budget_usd, test_id=f"record_patterns::{name}")
+        flow = Flow(
+            cassette=path, record="all", budget_usd=scenario.budget_usd, test_id=f"record_patterns::{name}"
+        )
         with flow.activate():
             result = scenario.run(flow, server.openai_base_url)
     stored = set_latencies(str(path), scenario.latencies)

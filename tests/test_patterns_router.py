@@ -71,7 +71,9 @@ def test_unknown_route_without_fallback_raises() -> None:
 def test_matching_strips_and_ignores_case_and_fallback_may_be_a_route_key() -> None:
     router = Router(lambda q: "  Billing\n", {"billing": lambda q: "B", "general": lambda q: "G"})
     assert router.run_sync("q").agent == "billing"
-    router = Router(lambda q: "refunds", {"billing": lambda q: "B", "general": lambda q: "G"}, fallback="general")
+    router = Router(
+        lambda q: "refunds", {"billing": lambda q: "B", "general": lambda q: "G"}, fallback="general"
+    )
     result = router.run_sync("q")
     assert (result.text, result.agent) == ("G", "general")
     assert router.decisions[-1].chosen == "general"  # type: ignore[attr-defined]
@@ -108,12 +110,16 @@ def test_invalid_configuration() -> None:
 
 def test_bad_agent_return_value_is_named() -> None:
     router = Router(lambda q: 42, {"a": lambda q: "A"})
-    with pytest.raises(TypeError, match="agent 'router' returned int; an agent must return a str or an AgentResult"):
+    with pytest.raises(
+        TypeError, match="agent 'router' returned int; an agent must return a str or an AgentResult"
+    ):
         router.run_sync("q")
 
 
 async def test_run_sync_inside_a_running_loop_says_to_await_run() -> None:
     router = Router(lambda q: "a", {"a": lambda q: "A"})
-    with pytest.raises(UsageError, match=r"Router.run_sync\(\) was called from a running event loop.*await router.run"):
+    with pytest.raises(
+        UsageError, match=r"Router.run_sync\(\) was called from a running event loop.*await router.run"
+    ):
         router.run_sync("q")
     assert (await router.run("q")).text == "A"

@@ -22,7 +22,7 @@ filterwarnings =
     ignore::DeprecationWarning
 """
 
-FLOWS = '''
+FLOWS = """
 import asyncio, os
 import anthropic, openai
 
@@ -86,7 +86,7 @@ def test_anthropic_sync(agentflow):
     call, = agentflow.calls
     assert (call.provider, call.usage.input_tokens, call.usage.output_tokens) == (
         "anthropic", m.usage.input_tokens, m.usage.output_tokens)
-'''
+"""
 
 
 @pytest.fixture
@@ -96,16 +96,28 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_record_then_replay_with_server_stopped(
-    project: pytest.Pytester, model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+    project: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
 ) -> None:
     project.makepyfile(test_flows=FLOWS)
     recorded = project.runpytest("--record-agents")
     recorded.assert_outcomes(passed=5)
     recorded.stdout.fnmatch_lines(["agentflows: 5 flows, 8 model calls (0 replayed, 8 recorded)*"])
     cassettes = sorted(p.name for p in (project.path / "cassettes" / "test_flows").iterdir())
-    assert cassettes == [f"{n}.yaml" for n in sorted(
-        ["test_chat_sync", "test_chat_stream", "test_responses_sync", "test_async_gather", "test_anthropic_sync"]
-    )]
+    assert cassettes == [
+        f"{n}.yaml"
+        for n in sorted(
+            [
+                "test_chat_sync",
+                "test_chat_stream",
+                "test_responses_sync",
+                "test_async_gather",
+                "test_anthropic_sync",
+            ]
+        )
+    ]
     served = len(model_server.requests)
 
     go_offline()
@@ -133,7 +145,10 @@ def test_each_interaction_stores_agent_and_latency_and_stays_vcrpy_loadable(
 
 
 def test_unrecorded_request_names_test_agent_url_and_shows_body_diff(
-    project: pytest.Pytester, model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+    project: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
 ) -> None:
     project.makepyfile(test_flows=FLOWS)
     project.runpytest("--record-agents", "-k", "chat_sync").assert_outcomes(passed=1)
@@ -157,7 +172,9 @@ def test_unrecorded_request_names_test_agent_url_and_shows_body_diff(
     assert "APIConnectionError" not in result.stdout.str()
 
 
-def test_missing_cassette_is_an_unrecorded_request(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]) -> None:
+def test_missing_cassette_is_an_unrecorded_request(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+) -> None:
     project.makepyfile(test_flows=FLOWS)
     go_offline()
     result = project.runpytest("-k", "chat_sync")
@@ -166,16 +183,18 @@ def test_missing_cassette_is_an_unrecorded_request(project: pytest.Pytester, mon
     assert not (project.path / "cassettes").exists()  # replay never creates files
 
 
-def test_swallowed_miss_still_fails_the_test(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]) -> None:
+def test_swallowed_miss_still_fails_the_test(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+) -> None:
     project.makepyfile(
-        test_swallow='''
+        test_swallow="""
         import os, openai
         def test_swallow(agentflow):
             try:
                 openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k", max_retries=0).models.list()
             except BaseException:
                 pass
-        '''
+        """
     )
     go_offline()
     result = project.runpytest()
@@ -183,9 +202,11 @@ def test_swallowed_miss_still_fails_the_test(project: pytest.Pytester, monkeypat
     result.stdout.fnmatch_lines(["*unrecorded model request in test test_swallow.py::test_swallow*"])
 
 
-def test_identical_requests_replay_in_recorded_order(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]) -> None:
+def test_identical_requests_replay_in_recorded_order(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+) -> None:
     project.makepyfile(
-        test_loop='''
+        test_loop="""
         import os, openai
         def test_loop(agentflow):
             client = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k", max_retries=0)
@@ -194,7 +215,7 @@ def test_identical_requests_replay_in_recorded_order(project: pytest.Pytester, m
                 r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "same"}])
                 answers.append(r.choices[0].message.content)
             assert answers == ["draft one", "draft two", "APPROVED"]
-        '''
+        """
     )
     with LocalModelServer(script=["draft one", "draft two", "APPROVED"]) as server:
         monkeypatch.setenv("AF_OPENAI_URL", server.openai_base_url)
@@ -205,16 +226,19 @@ def test_identical_requests_replay_in_recorded_order(project: pytest.Pytester, m
 
 
 def test_record_modes_new_adds_and_all_rewrites(
-    project: pytest.Pytester, model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+    project: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
 ) -> None:
-    source = '''
+    source = """
     import os, openai
     PROMPTS = {prompts}
     def test_flow(agentflow):
         client = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k", max_retries=0)
         for p in PROMPTS:
             client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": p}}])
-    '''
+    """
     path = project.path / "cassettes" / "test_modes" / "test_flow.yaml"
 
     def uris() -> list[str]:
@@ -239,7 +263,7 @@ def test_marker_record_mode_overrides_cli_and_bad_values_are_usage_errors(
     project: pytest.Pytester, model_server: LocalModelServer
 ) -> None:
     project.makepyfile(
-        test_marker='''
+        test_marker="""
         import os, openai, pytest
         @pytest.mark.agentflow(record="new", cassette="custom_name")
         def test_recorded_by_marker(agentflow):
@@ -249,7 +273,7 @@ def test_marker_record_mode_overrides_cli_and_bad_values_are_usage_errors(
         @pytest.mark.agentflow(record="sometimes")
         def test_bad(agentflow):
             pass
-        '''
+        """
     )
     result = project.runpytest()
     result.assert_outcomes(passed=1, errors=1)
@@ -291,7 +315,10 @@ def test_corrupt_cassette_raises_cassette_error_and_leaves_file_untouched(
 
 
 def test_failed_recording_keeps_existing_cassette(
-    project: pytest.Pytester, model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+    project: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
 ) -> None:
     project.makepyfile(test_flows=FLOWS)
     project.runpytest("--record-agents", "-k", "chat_sync").assert_outcomes(passed=1)
@@ -304,7 +331,10 @@ def test_failed_recording_keeps_existing_cassette(
 
 
 def test_canary_secret_never_written(
-    project: pytest.Pytester, model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+    project: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
 ) -> None:
     canary = "sk-CANARY-4f1c9b2e7d"
     monkeypatch.setenv("OPENAI_API_KEY", canary)
@@ -346,14 +376,14 @@ def test_canary_secret_never_written(
 
 def test_latency_zero_marker(project: pytest.Pytester, model_server: LocalModelServer) -> None:
     project.makepyfile(
-        test_zero='''
+        test_zero="""
         import os, openai, pytest, yaml, pathlib
         @pytest.mark.agentflow(latency="zero")
         def test_zero(agentflow):
             openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k").chat.completions.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
             assert agentflow.elapsed == 0.0
-        '''
+        """
     )
     project.runpytest("--record-agents").assert_outcomes(passed=1)
     path = project.path / "cassettes" / "test_zero" / "test_zero.yaml"
@@ -373,11 +403,14 @@ def write_latencies(path: Path, latencies: dict[str, float]) -> None:
 
 
 def test_virtual_clock_sequential_and_concurrent(
-    project: pytest.Pytester, model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch, go_offline: Callable[[], None]
+    project: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
 ) -> None:
     project.makepyfile(
         test_time=textwrap.dedent(
-            '''
+            """
             import asyncio, os, openai, pytest
 
             def ask(client, name):
@@ -411,12 +444,14 @@ def test_virtual_clock_sequential_and_concurrent(
                             model="gpt-4o-mini", messages=[{"role": "user", "content": "c"}]), timeout=7)
                 assert agentflow.clock.now() == 7.0
                 await client.close()
-            '''
+            """
         )
     )
     project.runpytest("--record-agents", "-p", "no:randomly").assert_outcomes(passed=0, failed=3)
     for name in ("test_sequential", "test_concurrent", "test_wait_for_times_out_on_recorded_latency"):
-        write_latencies(project.path / "cassettes" / "test_time" / f"{name}.yaml", {"a": 5.0, "b": 8.0, "c": 10.0})
+        write_latencies(
+            project.path / "cassettes" / "test_time" / f"{name}.yaml", {"a": 5.0, "b": 8.0, "c": 10.0}
+        )
     go_offline()
     result = project.runpytest()
     result.assert_outcomes(passed=3)

@@ -18,7 +18,7 @@ filterwarnings =
     ignore::DeprecationWarning
 """
 
-FLOW = '''
+FLOW = """
 import os, openai, pytest
 
 def run(agentflow):
@@ -53,7 +53,7 @@ def test_explicit_assertions(agentflow):
     agentflow.assert_deadline(60)
     with pytest.raises(AssertionError, match="agent deadline exceeded"):
         agentflow.assert_deadline(0)
-'''
+"""
 
 
 def _set_latency(path: object, seconds: float) -> None:
@@ -83,13 +83,15 @@ def test_budget_and_deadline_markers(
         ]
     )
     # spend per agent in the budget failure
-    result.stdout.fnmatch_lines(["*Spend per agent:*", "*planner * in * out  $0.0000*", "*writer * in * out*"])
+    result.stdout.fnmatch_lines(
+        ["*Spend per agent:*", "*planner * in * out  $0.0000*", "*writer * in * out*"]
+    )
 
 
 def test_marker_typos_are_usage_errors(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(
-        test_typo='''
+        test_typo="""
         import pytest
         @pytest.mark.agent_budget(dollars=1)
         def test_typo(agentflow):
@@ -98,7 +100,7 @@ def test_marker_typos_are_usage_errors(pytester: pytest.Pytester) -> None:
         @pytest.mark.agent_deadline(-5)
         def test_negative(agentflow):
             pass
-        '''
+        """
     )
     result = pytester.runpytest()
     result.assert_outcomes(errors=2)
@@ -110,7 +112,7 @@ def test_marker_typos_are_usage_errors(pytester: pytest.Pytester) -> None:
     )
 
 
-SNAP = '''
+SNAP = """
 import os, openai
 
 def test_flow(agentflow, decision_snapshot):
@@ -123,7 +125,7 @@ def test_flow(agentflow, decision_snapshot):
 def test_other(agentflow, decision_snapshot):
     agentflow.log.record("stage_complete", agent="draft", tokens=12, cost_usd=0.0001234567)
     assert agentflow.decisions == decision_snapshot
-'''
+"""
 
 
 def test_decision_snapshot_written_then_diffed(

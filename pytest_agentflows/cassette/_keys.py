@@ -32,7 +32,9 @@ def canonical_url(uri: str, secret_query: Iterable[str] = ()) -> str:
     """``uri`` with secret query parameters removed, the query sorted and loopback ports dropped."""
     parts = urlsplit(uri)
     secret = {k.lower() for k in secret_query}
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in secret)
+    query = sorted(
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in secret
+    )
     host = (parts.hostname or "").lower()
     netloc = host if host in LOOPBACK else parts.netloc.lower().rsplit("@", 1)[-1]
     if host in LOOPBACK:
@@ -89,8 +91,10 @@ def nearest_diff(key: RequestKey, recorded: Iterable[RequestKey], *, max_lines: 
     header = [] if best[1] == key[1] else [f"(nearest recorded request: {best[0]} {best[1]})"]
     diff = list(difflib.unified_diff(old, new, "recorded", "sent", n=2, lineterm=""))
     if not diff:
-        diff = ["(bodies are identical: every recorded response to this request was already used;"
-                " the flow made this request more often than when it was recorded)"]
+        diff = [
+            "(bodies are identical: every recorded response to this request was already used;"
+            " the flow made this request more often than when it was recorded)"
+        ]
     if len(diff) > max_lines:
         diff = [*diff[:max_lines], f"... ({len(diff) - max_lines} more diff lines)"]
     return "\n".join(header + diff)

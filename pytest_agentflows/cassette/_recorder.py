@@ -71,7 +71,9 @@ class Exchange:
     """A timeout cancelled the call before its latency elapsed."""
 
 
-_exchange: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("agentflows_exchange", default=None)
+_exchange: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar(
+    "agentflows_exchange", default=None
+)
 
 
 class FlowCassette(_VcrCassette):  # type: ignore[misc]
@@ -216,7 +218,9 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 def _vcr_mode(mode: RecordMode) -> Any:
     from vcr.record_mode import RecordMode as VcrMode
 
-    return {RecordMode.NONE: VcrMode.NONE, RecordMode.NEW: VcrMode.NEW_EPISODES, RecordMode.ALL: VcrMode.ALL}[mode]
+    return {RecordMode.NONE: VcrMode.NONE, RecordMode.NEW: VcrMode.NEW_EPISODES, RecordMode.ALL: VcrMode.ALL}[
+        mode
+    ]
 
 
 @dataclass

@@ -123,7 +123,9 @@ class AtomicPersister:
         return requests, responses
 
     @staticmethod
-    def save_cassette(cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any) -> None:
+    def save_cassette(
+        cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any
+    ) -> None:
         """Serialise with vcrpy and replace the file atomically."""
         from vcr.serialize import serialize
 
