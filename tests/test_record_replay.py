@@ -456,3 +456,65 @@ def test_virtual_clock_sequential_and_concurrent(
     result = project.runpytest()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*, 7 model calls (7 replayed, 0 recorded)*, 40.0 s virtual"])
+
+
+def test_call_cancelled_by_timeout_while_recording_replays_as_the_same_timeout(
+    project: pytest.Pytester, go_offline: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makepyfile(
+        test_cancel="""
+        import asyncio, os, openai, pytest
+
+        async def test_cancel(agentflow):
+            client = openai.AsyncOpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k", max_retries=0)
+            with agentflow.agent("slow"):
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(client.chat.completions.create(
+                        model="gpt-4o-mini", messages=[{"role": "user", "content": "take your time"}]), timeout=0.1)
+            await client.close()
+            assert agentflow.clock.now() == 0.1
+            call, = agentflow.calls
+            assert call.latency_s >= 0.3  # the real call took that long, and was paid for
+            assert agentflow.decisions[-1].kind == "model_call" and agentflow.decisions[-1].cancelled
+        """
+    )
+    with LocalModelServer(latency=0.3) as server:  # a real model that answers after 0.3 s
+        monkeypatch.setenv("AF_OPENAI_URL", server.openai_base_url)
+        project.runpytest("--record-agents").assert_outcomes(passed=1)
+    go_offline()
+    project.runpytest().assert_outcomes(passed=1)
+
+
+def test_raw_httpx_and_httpx2_clients_sync_and_async(
+    project: pytest.Pytester, model_server: LocalModelServer, go_offline: Callable[[], None]
+) -> None:
+    project.makepyfile(
+        test_raw="""
+        import asyncio, os, httpx, httpx2, pytest
+
+        BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "raw"}]}
+
+        @pytest.mark.parametrize("module", [httpx, httpx2], ids=["httpx", "httpx2"])
+        def test_sync(agentflow, module):
+            with module.Client() as client, agentflow.agent("raw-sync"):
+                r = client.post(os.environ["AF_OPENAI_URL"] + "/chat/completions", json=BODY)
+            assert r.json()["choices"][0]["message"]["content"].endswith("raw")
+            assert [c.agent for c in agentflow.calls] == ["raw-sync"]
+
+        @pytest.mark.parametrize("module", [httpx, httpx2], ids=["httpx", "httpx2"])
+        async def test_async_stream(agentflow, module):
+            async with module.AsyncClient() as client:
+                with agentflow.agent("raw-async"):
+                    async with client.stream("POST", os.environ["AF_OPENAI_URL"] + "/chat/completions",
+                                             json={**BODY, "stream": True}) as r:
+                        lines = [line async for line in r.aiter_lines() if line.startswith("data:")]
+            assert lines[-1] == "data: [DONE]"
+            call, = agentflow.calls
+            assert call.streamed and call.agent == "raw-async"
+        """
+    )
+    project.runpytest("--record-agents").assert_outcomes(passed=4)
+    go_offline()
+    result = project.runpytest()
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*4 model calls (4 replayed, 0 recorded)*"])
