@@ -21,8 +21,11 @@ from .errors import (
     UnrecordedRequestError,
     UsageError,
 )
+from .faults import Fault, FaultKind, FaultPlan, StalledRequestError
 from .flow import Flow
 from .patterns import Broadcast, Pipeline, Router, Stage, Supervisor
+from .resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
+from .scripted import ScriptedModel, UnscriptedRequestError
 
 __all__ = [
     "AgentResult",
@@ -33,10 +36,16 @@ __all__ = [
     "BudgetPool",
     "Cassette",
     "CassetteError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
     "Deadline",
     "DeadlineExceeded",
     "Decision",
     "DecisionLog",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
     "Flow",
     "Interaction",
     "ModelCall",
@@ -46,11 +55,15 @@ __all__ = [
     "Reservation",
     "Router",
     "RoutingError",
+    "ScriptedModel",
     "Stage",
+    "StalledRequestError",
     "Supervisor",
     "UnrecordedRequestError",
+    "UnscriptedRequestError",
     "Usage",
     "UsageError",
     "VirtualClock",
     "load_cassette",
+    "with_fallback",
 ]

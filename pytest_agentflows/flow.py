@@ -19,8 +19,10 @@ from .clock import VirtualClock
 from .deadline import Deadline
 from .decisions import DecisionLog
 from .errors import UnrecordedRequestError, UsageError
+from .faults import FaultPlan
 
 if TYPE_CHECKING:
+    from ._transport import FlowTransport
     from .cassette._recorder import Exchange
 
 __all__ = ["Flow"]
@@ -85,8 +87,11 @@ class Flow:
         self._cassette: Any = None
         self.misses: list[UnrecordedRequestError] = []
         """Every request that had no recorded response (also those the flow's code swallowed)."""
-        self.faults: Any = None
-        """Fault injection (see the failure-modes guide); ``None`` until a fault plan is attached."""
+        self.faults: FaultPlan = FaultPlan(self)
+        """The flow's :class:`~pytest_agentflows.FaultPlan` (``agentflow.faults.status("search", 429)``)."""
+        self._extra_misses: list[UnrecordedRequestError] = []
+        self._stack: ExitStack | None = None
+        self._hooks: FlowTransport | None = None
 
     # -- activation --------------------------------------------------------------------------------------
     @contextmanager
@@ -97,6 +102,7 @@ class Flow:
             CassetteError: when the cassette exists but cannot be read (the file is left untouched).
         """
         with ExitStack() as stack:
+            stack.callback(self._deactivated)
             stack.enter_context(inherit_context_in_threads())
             if self.cassette_path is not None:
                 from .cassette._recorder import Recorder
@@ -110,15 +116,51 @@ class Flow:
                     redactor=self.redactor,
                 )
                 self._cassette = stack.enter_context(recorder)
-                stack.callback(self._collect_misses)
+            stack.callback(self._collect_misses)
+            from ._transport import virtual_sdk_waits
+
+            stack.enter_context(virtual_sdk_waits(self))
+            self._stack = stack
+            if self.faults:
+                self.transport_hooks()
             try:
                 yield self
             finally:
                 self.clock.detach_loop()
 
     def _collect_misses(self) -> None:
-        if self._cassette is not None:
-            self.misses = list(self._cassette.misses)
+        self.misses = self.pending_misses()
+
+    def _deactivated(self) -> None:
+        self._stack = None
+        self._hooks = None
+
+    def pending_misses(self) -> list[UnrecordedRequestError]:
+        """The requests that had no recorded (or scripted) answer so far, in order."""
+        misses = list(self._cassette.misses) if self._cassette is not None else []
+        return misses + self._extra_misses
+
+    # -- transport hooks (faults, scripted models) -------------------------------------------------------
+    def transport_hooks(self) -> FlowTransport:
+        """The flow's transport hooks (faults, scripted model), installed on first use while it is active.
+
+        Raises:
+            UsageError: when the flow is not active (``with flow.activate(): ...``).
+        """
+        if self._hooks is None:
+            if self._stack is None:
+                raise UsageError(
+                    f"{self.test_id}: the flow is not active; use `with flow.activate(): ...` (the agentflow "
+                    "fixture does it for you) before scripting models"
+                )
+            from ._transport import FlowTransport
+
+            self._hooks = self._stack.enter_context(FlowTransport(self))
+        return self._hooks
+
+    def _faults_added(self) -> None:
+        if self._stack is not None:
+            self.transport_hooks()
 
     @property
     def replayed_calls(self) -> int:

@@ -81,7 +81,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -96,10 +96,13 @@ __all__ = [
     "Api",
     "LocalModelServer",
     "Request",
+    "WireAnswer",
+    "build_answer",
     "count_input_tokens",
     "count_output_tokens",
     "default_responder",
     "main",
+    "parse_request",
 ]
 
 Api = Literal["openai.chat", "openai.responses", "anthropic.messages"]
@@ -504,13 +507,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _ServeError as err:
             self._send_error(err, anthropic=anthropic)
             return
-        digest = _digest(api, request.json, reply)
-        if api == "openai.chat":
-            self._answer_chat(request, reply, digest)
-        elif api == "openai.responses":
-            self._answer_responses(request, reply, digest)
-        else:
-            self._answer_messages(request, reply, digest)
+        self._send_answer(build_answer(request, reply))
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -567,217 +564,316 @@ class _Handler(BaseHTTPRequestHandler):
             payload["request_id"] = f"req_local_{digest[:24]}"
         self._send_json(err.status, payload, digest, anthropic=anthropic)
 
-    def _start_stream(self, digest: str, *, anthropic: bool) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+    def _send_answer(self, answer: WireAnswer) -> None:
+        if not answer.stream:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self._request_id_headers(answer.digest, anthropic=answer.anthropic)
+            self.end_headers()
+            self.wfile.write(answer.body)
+            return
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
-        self._request_id_headers(digest, anthropic=anthropic)
+        self._request_id_headers(answer.digest, anthropic=answer.anthropic)
         self.end_headers()
-
-    def _write_chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
-
-    def _end_stream(self) -> None:
+        for data in answer.chunks:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _stream_events(self, events: Iterator[tuple[str | None, dict[str, Any] | str]], digest: str) -> None:
-        self._start_stream(digest, anthropic=False)
-        for name, data in events:
-            payload = data if isinstance(data, str) else _dumps(data).decode("utf-8")
-            prefix = f"event: {name}\n" if name is not None else ""
-            self._write_chunk(f"{prefix}data: {payload}\n\n".encode())
-        self._end_stream()
 
-    # -- the three APIs --
+# -- wire formats (shared with the scripted model) ----------------------------------------------------------
 
-    def _answer_chat(self, request: Request, reply: str, digest: str) -> None:
-        chat_id = f"chatcmpl-local{digest[:24]}"
-        usage = _openai_chat_usage(request, reply)
-        if not request.stream:
-            payload = {
-                "id": chat_id,
-                "object": "chat.completion",
-                "created": FIXED_CREATED,
-                "model": request.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": reply,
-                            "refusal": None,
-                            "annotations": [],
-                        },
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-                "service_tier": "default",
-                "system_fingerprint": None,
-            }
-            self._send_json(200, payload, digest, anthropic=False)
-            return
-        options = request.json.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
 
-        def chunk(choices: list[dict[str, Any]], chunk_usage: dict[str, Any] | None = None) -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "id": chat_id,
-                "object": "chat.completion.chunk",
-                "created": FIXED_CREATED,
-                "model": request.model,
-                "service_tier": "default",
-                "system_fingerprint": None,
-                "choices": choices,
-            }
-            if include_usage:
-                out["usage"] = chunk_usage
-            return out
+@dataclass(frozen=True)
+class WireAnswer:
+    """A successful answer in one API's real wire format, ready to send.
 
-        def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
-            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    Attributes:
+        status: HTTP status (200).
+        content_type: ``"application/json"``, or ``"text/event-stream; charset=utf-8"`` for a stream.
+        chunks: The body: one JSON document, or one ``event:``/``data:`` block per server-sent event.
+        stream: Whether the answer is a server-sent-event stream.
+        digest: SHA-256 (hex) of the API, the canonical request JSON and the reply; ids derive from it.
+        anthropic: Whether the answer is in Anthropic's format (it then also carries a ``request-id``).
+    """
 
-        def events() -> Iterator[tuple[str | None, dict[str, Any] | str]]:
-            yield None, chunk(choice({"role": "assistant", "content": "", "refusal": None}))
-            for piece in _pieces(reply):
-                yield None, chunk(choice({"content": piece}))
-            yield None, chunk(choice({}, "stop"))
-            if include_usage:
-                yield None, chunk([], usage)
-            yield None, "[DONE]"
+    status: int
+    content_type: str
+    chunks: tuple[bytes, ...]
+    stream: bool
+    digest: str
+    anthropic: bool
 
-        self._stream_events(events(), digest)
+    @property
+    def body(self) -> bytes:
+        """The whole body: the chunks joined."""
+        return b"".join(self.chunks)
 
-    def _answer_responses(self, request: Request, reply: str, digest: str) -> None:
-        resp_id, msg_id = f"resp_local{digest[:40]}", f"msg_local{digest[:40]}"
-        input_tokens, output_tokens = count_input_tokens(request), count_output_tokens(reply)
-        part = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
-        item = {
-            "id": msg_id,
-            "type": "message",
-            "status": "completed",
-            "role": "assistant",
-            "content": [part],
-        }
-        body = request.json
-        temperature = body.get("temperature")
-        top_p = body.get("top_p")
-        tools = body.get("tools")
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """``content-type``, ``x-request-id`` (and ``request-id`` for Anthropic), as the server sends them."""
+        request_id = f"req_local_{self.digest[:24]}"
+        out = [("content-type", self.content_type), ("x-request-id", request_id)]
+        if self.anthropic:
+            out.append(("request-id", request_id))
+        return out
 
-        def response(done: bool) -> dict[str, Any]:
-            return {
-                "id": resp_id,
-                "object": "response",
-                "created_at": FIXED_CREATED,
-                "status": "completed" if done else "in_progress",
-                "background": False,
-                "completed_at": FIXED_CREATED if done else None,
-                "error": None,
-                "incomplete_details": None,
-                "instructions": body.get("instructions"),
-                "max_output_tokens": body.get("max_output_tokens"),
-                "metadata": body.get("metadata") or {},
-                "model": request.model,
-                "output": [item] if done else [],
-                "parallel_tool_calls": body.get("parallel_tool_calls", True),
-                "previous_response_id": body.get("previous_response_id"),
-                "temperature": temperature if isinstance(temperature, (int, float)) else 1.0,
-                "text": {"format": {"type": "text"}},
-                "tool_choice": body.get("tool_choice", "auto"),
-                "tools": tools if isinstance(tools, list) else [],
-                "top_p": top_p if isinstance(top_p, (int, float)) else 1.0,
-                "truncation": "disabled",
-                "usage": {
-                    "input_tokens": input_tokens,
-                    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                    "output_tokens": output_tokens,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": input_tokens + output_tokens,
+
+def build_answer(
+    request: Request,
+    reply: str,
+    *,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+) -> WireAnswer:
+    """Builds the answer to ``request`` carrying ``reply``, in the request's API format (streaming or not).
+
+    The exact bytes :class:`LocalModelServer` sends (see the module docstring for the event sequences).
+
+    Args:
+        request: The parsed request (its ``api``, ``model``, ``stream`` and ``json`` shape the answer).
+        reply: The assistant text.
+        input_tokens: Usage to report; default :func:`count_input_tokens` of ``request``.
+        output_tokens: Usage to report; default :func:`count_output_tokens` of ``reply``.
+
+    Returns:
+        The answer; deterministic for the same arguments.
+    """
+    tokens_in = count_input_tokens(request) if input_tokens is None else input_tokens
+    tokens_out = count_output_tokens(reply) if output_tokens is None else output_tokens
+    digest = _digest(request.api, request.json, reply)
+    anthropic = request.api == "anthropic.messages"
+    if request.api == "openai.chat":
+        built = _chat_answer(request, reply, digest, tokens_in, tokens_out)
+    elif request.api == "openai.responses":
+        built = _responses_answer(request, reply, digest, tokens_in, tokens_out)
+    else:
+        built = _messages_answer(request, reply, digest, tokens_in, tokens_out)
+    if isinstance(built, dict):
+        return WireAnswer(200, "application/json", (_dumps(built),), False, digest, anthropic)
+    chunks = []
+    for name, data in built:
+        payload = data if isinstance(data, str) else _dumps(data).decode("utf-8")
+        prefix = f"event: {name}\n" if name is not None else ""
+        chunks.append(f"{prefix}data: {payload}\n\n".encode())
+    return WireAnswer(200, "text/event-stream; charset=utf-8", tuple(chunks), True, digest, anthropic)
+
+
+_Events = list[tuple[str | None, dict[str, Any] | str]]
+
+
+def _chat_usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _chat_answer(
+    request: Request, reply: str, digest: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any] | _Events:
+    chat_id = f"chatcmpl-local{digest[:24]}"
+    usage = _chat_usage(input_tokens, output_tokens)
+    if not request.stream:
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "created": FIXED_CREATED,
+            "model": request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": reply,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
                 }
-                if done
-                else None,
-                "user": None,
+            ],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": None,
+        }
+    options = request.json.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def chunk(choices: list[dict[str, Any]], chunk_usage: dict[str, Any] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": chat_id,
+            "object": "chat.completion.chunk",
+            "created": FIXED_CREATED,
+            "model": request.model,
+            "service_tier": "default",
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if include_usage:
+            out["usage"] = chunk_usage
+        return out
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+    events: _Events = [(None, chunk(choice({"role": "assistant", "content": "", "refusal": None})))]
+    events.extend((None, chunk(choice({"content": piece}))) for piece in _pieces(reply))
+    events.append((None, chunk(choice({}, "stop"))))
+    if include_usage:
+        events.append((None, chunk([], usage)))
+    events.append((None, "[DONE]"))
+    return events
+
+
+def _responses_answer(
+    request: Request, reply: str, digest: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any] | _Events:
+    resp_id, msg_id = f"resp_local{digest[:40]}", f"msg_local{digest[:40]}"
+    part = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
+    item = {
+        "id": msg_id,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    body = request.json
+    temperature = body.get("temperature")
+    top_p = body.get("top_p")
+    tools = body.get("tools")
+
+    def response(done: bool) -> dict[str, Any]:
+        return {
+            "id": resp_id,
+            "object": "response",
+            "created_at": FIXED_CREATED,
+            "status": "completed" if done else "in_progress",
+            "background": False,
+            "completed_at": FIXED_CREATED if done else None,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "metadata": body.get("metadata") or {},
+            "model": request.model,
+            "output": [item] if done else [],
+            "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "previous_response_id": body.get("previous_response_id"),
+            "temperature": temperature if isinstance(temperature, (int, float)) else 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": tools if isinstance(tools, list) else [],
+            "top_p": top_p if isinstance(top_p, (int, float)) else 1.0,
+            "truncation": "disabled",
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + output_tokens,
             }
+            if done
+            else None,
+            "user": None,
+        }
 
-        if not request.stream:
-            self._send_json(200, response(True), digest, anthropic=False)
-            return
+    if not request.stream:
+        return response(True)
+    events: _Events = []
 
-        def events() -> Iterator[tuple[str | None, dict[str, Any] | str]]:
-            seq = 0
+    def event(name: str, **fields: Any) -> None:
+        events.append((name, {"type": name, "sequence_number": len(events), **fields}))
 
-            def event(name: str, **fields: Any) -> tuple[str, dict[str, Any]]:
-                nonlocal seq
-                data = {"type": name, "sequence_number": seq, **fields}
-                seq += 1
-                return name, data
+    where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+    event("response.created", response=response(False))
+    event("response.in_progress", response=response(False))
+    event("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
+    event("response.content_part.added", **where, part={**part, "text": ""})
+    for piece in _pieces(reply):
+        event("response.output_text.delta", **where, delta=piece, logprobs=[])
+    event("response.output_text.done", **where, text=reply, logprobs=[])
+    event("response.content_part.done", **where, part=part)
+    event("response.output_item.done", output_index=0, item=item)
+    event("response.completed", response=response(True))
+    return events
 
-            where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
-            yield event("response.created", response=response(False))
-            yield event("response.in_progress", response=response(False))
-            yield event(
-                "response.output_item.added",
-                output_index=0,
-                item={**item, "status": "in_progress", "content": []},
-            )
-            yield event("response.content_part.added", **where, part={**part, "text": ""})
-            for piece in _pieces(reply):
-                yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
-            yield event("response.output_text.done", **where, text=reply, logprobs=[])
-            yield event("response.content_part.done", **where, part=part)
-            yield event("response.output_item.done", output_index=0, item=item)
-            yield event("response.completed", response=response(True))
 
-        self._stream_events(events(), digest)
+def _messages_answer(
+    request: Request, reply: str, digest: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any] | _Events:
+    message_id = f"msg_local_{digest[:24]}"
 
-    def _answer_messages(self, request: Request, reply: str, digest: str) -> None:
-        message_id = f"msg_local_{digest[:24]}"
-        input_tokens, output_tokens = count_input_tokens(request), count_output_tokens(reply)
+    def message(done: bool) -> dict[str, Any]:
+        return {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": [{"type": "text", "text": reply}] if done else [],
+            "stop_reason": "end_turn" if done else None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": output_tokens if done else 1,
+            },
+        }
 
-        def message(done: bool) -> dict[str, Any]:
-            return {
-                "id": message_id,
-                "type": "message",
-                "role": "assistant",
-                "model": request.model,
-                "content": [{"type": "text", "text": reply}] if done else [],
-                "stop_reason": "end_turn" if done else None,
-                "stop_sequence": None,
-                "usage": {
-                    "input_tokens": input_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                    "output_tokens": output_tokens if done else 1,
-                },
-            }
+    if not request.stream:
+        return message(True)
+    events: _Events = []
 
-        if not request.stream:
-            self._send_json(200, message(True), digest, anthropic=True)
-            return
-        self._start_stream(digest, anthropic=True)
+    def send(name: str, **fields: Any) -> None:
+        events.append((name, {"type": name, **fields}))
 
-        def send(name: str, **fields: Any) -> None:
-            self._write_chunk(
-                f"event: {name}\ndata: {_dumps({'type': name, **fields}).decode()}\n\n".encode()
-            )
+    send("message_start", message=message(False))
+    send("content_block_start", index=0, content_block={"type": "text", "text": ""})
+    send("ping")
+    for piece in _pieces(reply):
+        send("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+    send("content_block_stop", index=0)
+    send(
+        "message_delta",
+        delta={"stop_reason": "end_turn", "stop_sequence": None},
+        usage={"output_tokens": output_tokens},
+    )
+    send("message_stop")
+    return events
 
-        send("message_start", message=message(False))
-        send("content_block_start", index=0, content_block={"type": "text", "text": ""})
-        send("ping")
-        for piece in _pieces(reply):
-            send("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
-        send("content_block_stop", index=0)
-        send(
-            "message_delta",
-            delta={"stop_reason": "end_turn", "stop_sequence": None},
-            usage={"output_tokens": output_tokens},
-        )
-        send("message_stop")
-        self._end_stream()
+
+def parse_request(api: Api, body: bytes) -> Request:
+    """Parses a request body of ``api`` the way the server does.
+
+    Args:
+        api: The wire format of the endpoint the body was sent to.
+        body: The raw request body.
+
+    Returns:
+        The parsed :class:`Request`.
+
+    Raises:
+        ValueError: if the body is not a JSON object with ``model`` (and ``messages`` for chat and
+            messages requests).
+    """
+    try:
+        return _parse_request(api, body)
+    except _ServeError as err:
+        raise ValueError(err.message) from None
 
 
 # -- request parsing and helpers ----------------------------------------------------------------------------
@@ -795,22 +891,6 @@ def _digest(api: str, body: dict[str, Any], reply: str) -> str:
 def _pieces(reply: str) -> list[str]:
     """Splits a reply into stream deltas, one word each (leading/trailing whitespace kept), joining to it."""
     return _PIECE.findall(reply)
-
-
-def _openai_chat_usage(request: Request, reply: str) -> dict[str, Any]:
-    prompt, completion = count_input_tokens(request), count_output_tokens(reply)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
 
 
 def _text_of(content: Any) -> str:

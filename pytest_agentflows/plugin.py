@@ -8,25 +8,32 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .report import FlowRow, summary_line
+from .report import FlowRow, Outcome, build_report, summary_line
 
 if TYPE_CHECKING:
     from .flow import Flow
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list[FlowRow]]()
+WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
+WORKER_ROWS = "agentflows_rows"
+"""Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
 MARKERS = (
     "agentflow(cassette=None, record=None, latency='recorded'): per-test cassette file name, record mode "
     "override ('none', 'new', 'all') and latency replay ('recorded' or 'zero') for the agentflow fixture.",
-    "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; input + "
-    "output tokens); the test fails when the flow spends more, with spend per agent.",
+    "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; "
+    "input + output tokens); the test fails when the flow spends more, with spend per agent.",
     "agent_deadline(seconds): the test fails when the flow's virtual elapsed time exceeds seconds.",
+    "agent_faults(*faults, fail=None, status=None, delay=None, stall=None): inject faults into agents' "
+    "model requests, e.g. agent_faults(fail={'billing': 'connection'}, status={'search': 429}, "
+    "delay={'writer': 8}, stall=['critic']), or Fault objects (Fault.status('search', 429, retry_after=2)).",
 )
 
 
@@ -43,6 +50,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="record model traffic: 'new' (the default when the flag is given alone) records missing "
         "interactions, 'all' re-records every cassette used, 'none' replays only (the default without "
         "the flag).",
+    )
+    group.addoption(
+        "--agentflows-report",
+        action="store_true",
+        default=False,
+        dest="agentflows_report",
+        help="print a table of the flow tests (calls, tokens, USD, virtual seconds, budget and deadline "
+        "margins, replayed/recorded, outcome) and the spend per agent of failed flows.",
+    )
+    group.addoption(
+        "--agentflows-json",
+        action="store",
+        default=None,
+        metavar="PATH",
+        dest="agentflows_json",
+        help="write the flow report as JSON to PATH (schema: pytest_agentflows.report.AgentflowsReport).",
+    )
+    group.addoption(
+        "--agentflows-html",
+        action="store",
+        default=None,
+        metavar="PATH",
+        dest="agentflows_html",
+        help="write the flow report as one self-contained HTML page with a timeline per flow to PATH.",
     )
     parser.addini(
         "agentflows_cassette_dir",
@@ -62,6 +93,26 @@ def pytest_configure(config: pytest.Config) -> None:
     _quiet_looptime_plugin(config)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _forget_snapshot_reads()
+
+
+def _forget_snapshot_reads() -> None:
+    """Drop syrupy's per-session cache of snapshot files (a no-op unless syrupy is already imported).
+
+    syrupy keys that cache by ``id(session)``; a later in-process session (pytester) can get the same id
+    and read stale snapshots. Sessions are independent, so clearing it at session start is always safe.
+    """
+    amber = sys.modules.get("syrupy.extensions.amber")
+    cached = getattr(
+        getattr(amber, "AmberSnapshotExtension", None),
+        "_AmberSnapshotExtension__cacheable_read_snapshot",
+        None,
+    )
+    if cached is not None and hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+
+
 def _quiet_looptime_plugin(config: pytest.Config) -> None:
     """Unregister looptime's own pytest plugin unless the session asks for it (``--looptime``).
 
@@ -78,7 +129,7 @@ def _quiet_looptime_plugin(config: pytest.Config) -> None:
 
 @pytest.fixture
 def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
-    """The test's :class:`~pytest_agentflows.Flow`, with its cassette active (see the ``agentflow`` marker)."""
+    """The test's :class:`~pytest_agentflows.Flow`, its cassette active (see the ``agentflow`` marker)."""
     from ._options import resolve
     from .cassette._redact import Redactor
     from .errors import UsageError
@@ -99,10 +150,39 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         redactor=Redactor(headers=options.redact_headers, body_keys=options.redact_body_keys),
         test_id=item.nodeid,
     )
+    _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
     _attach_loop_first(item, flow)
     with flow.activate():
         yield flow
+
+
+def _add_marker_faults(item: pytest.Item, flow: Flow) -> None:
+    """The faults of every ``agent_faults`` marker (closest first) go into the flow's fault plan."""
+    from .errors import UsageError
+    from .faults import faults_from_marker
+
+    for marker in item.iter_markers("agent_faults"):
+        try:
+            flow.faults.add(*faults_from_marker(marker.args, marker.kwargs))
+        except UsageError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.agent_faults: {exc}") from None
+
+
+@pytest.fixture
+def scripted_model(agentflow: Flow, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Inline replies in the real OpenAI / Anthropic wire formats for the test's flow (respx-backed).
+
+    ``scripted_model.openai(agent="router").reply("billing", output_tokens=1, latency=0.4)``; at teardown,
+    replies never requested fail the test unless ``scripted_model.strict = False``.
+    """
+    from .scripted import ScriptedModel
+
+    with ScriptedModel(agentflow) as model:
+        yield model
+    reports = request.node.__dict__.get("_agentflows_reports", [])
+    if model.strict and not any(r.failed for r in reports):
+        model.assert_all_used()
 
 
 def _attach_loop_first(item: pytest.Item, flow: Flow) -> None:
@@ -126,10 +206,48 @@ def _attach_loop_first(item: pytest.Item, flow: Flow) -> None:
 
 @pytest.fixture
 def decision_snapshot(snapshot: Any) -> Any:
-    """syrupy's ``snapshot`` with the decision-log extension: ``assert agentflow.decisions == decision_snapshot``."""
+    """syrupy's ``snapshot`` with the decision-log extension.
+
+    Use as ``assert agentflow.decisions == decision_snapshot``.
+    """
     from .snapshot import DecisionLogExtension
 
     return snapshot.use_extension(DecisionLogExtension)
+
+
+@pytest.fixture
+def agent_router(agentflow: Flow) -> Any:
+    """Factory ``agent_router(classify, routes, fallback=None)``: a ``Router`` in the test's flow."""
+    from .patterns import Router
+
+    return functools.partial(Router, flow=agentflow)
+
+
+@pytest.fixture
+def agent_pipeline(agentflow: Flow) -> Any:
+    """Factory ``agent_pipeline(stages)``: a ``Pipeline`` in the test's flow, drawing from its budget."""
+    from .patterns import Pipeline
+
+    return functools.partial(Pipeline, flow=agentflow)
+
+
+@pytest.fixture
+def agent_broadcast(agentflow: Flow) -> Any:
+    """Factory ``agent_broadcast(agents, aggregate, min_successes=1, timeout=None)`` in the test's flow."""
+    from .patterns import Broadcast
+
+    return functools.partial(Broadcast, flow=agentflow)
+
+
+@pytest.fixture
+def agent_supervisor(agentflow: Flow) -> Any:
+    """Factory ``agent_supervisor(worker, reviewer, approve=, max_revisions=3, deadline=None)`` in the flow.
+
+    Without ``deadline=``, the flow's deadline (``@pytest.mark.agent_deadline``) applies.
+    """
+    from .patterns import Supervisor
+
+    return functools.partial(Supervisor, flow=agentflow)
 
 
 def _verdicts(item: pytest.Item, flow: Flow) -> None:
@@ -145,7 +263,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     result = yield
     flow = item.stash.get(FLOW_KEY, None)
     if flow is not None:
-        misses = list(flow._cassette.misses) if flow._cassette is not None else []
+        misses = flow.pending_misses()
         if misses:
             raise misses[0]
         _verdicts(item, flow)
@@ -157,18 +275,77 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     flow = item.stash.get(FLOW_KEY, None)
     if flow is not None and call.when == "teardown":
-        row = FlowRow.from_flow(item.nodeid, flow)
-        failed = any(r.failed for r in getattr(item, "_agentflows_reports", [])) or report.failed
-        row = row.model_copy(update={"outcome": "failed" if failed else "passed"})
+        outcome = _outcome([*getattr(item, "_agentflows_reports", []), report])
+        row = FlowRow.from_flow(item.nodeid, flow, outcome)
         item.config.stash[ROWS_KEY].append(row)
-        report.user_properties.append(("agentflows", row.model_dump_json()))
+        report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
     elif flow is not None:
         item.__dict__.setdefault("_agentflows_reports", []).append(report)
     return report
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+def _outcome(reports: list[pytest.TestReport]) -> Outcome:
+    if any(r.failed and r.when == "call" for r in reports):
+        return "failed"
+    if any(r.failed for r in reports):
+        return "error"
+    if any(r.skipped for r in reports):
+        return "skipped"
+    return "passed"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist controller: collect the rows a finished worker sent."""
+    rows = getattr(node, "workeroutput", {}).get(WORKER_ROWS, [])
+    node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
     rows = config.stash.get(ROWS_KEY, [])
-    if rows and not hasattr(config, "workerinput"):
-        terminalreporter.write_sep("-", "agentflows")
+    if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports
+        config.workeroutput[WORKER_ROWS] = [r.model_dump_json() for r in rows]  # type: ignore[attr-defined]
+        return
+    from ._report_render import write_html, write_json
+
+    written: list[tuple[str, bool]] = []
+    config.stash[WRITTEN_KEY] = written
+    report = build_report(rows)
+    for option, kind, write in (
+        ("agentflows_json", "JSON", write_json),
+        ("agentflows_html", "HTML", write_html),
+    ):
+        path = config.getoption(option, None)
+        if path:
+            target = config.invocation_params.dir / path
+            try:
+                write(target, report)
+            except OSError as exc:
+                written.append((f"agentflows: cannot write the {kind} report {target}: {exc}", False))
+            else:
+                written.append((f"agentflows: {kind} report written to {target}", True))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    rows = config.stash.get(ROWS_KEY, [])
+    written = config.stash.get(WRITTEN_KEY, [])
+    if not rows and not written:
+        return
+    terminalreporter.write_sep("-", "agentflows")
+    if rows and config.getoption("agentflows_report", False):
+        from ._report_render import table_lines
+
+        for line in table_lines(rows):
+            if terminalreporter.hasmarkup:
+                for text, markup in line:
+                    terminalreporter.write(text, **markup)
+                terminalreporter.line("")
+            else:
+                terminalreporter.write_line("".join(text for text, _ in line))
+    if rows:
         terminalreporter.write_line(summary_line(rows))
+    for message, ok in written:
+        terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))

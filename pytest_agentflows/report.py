@@ -1,96 +1,348 @@
-"""Report data for flow tests (pure; rendering is called by the plugin)."""
+"""Report data for flow tests: one :class:`FlowRow` per test, session totals, the JSON report model.
+
+Pure data (no pytest): the plugin builds a row from each test's :class:`~pytest_agentflows.Flow` at
+teardown, ships rows from pytest-xdist workers to the controller as JSON, and renders them with
+:mod:`pytest_agentflows._report_render` (terminal table, HTML page). ``--agentflows-json=PATH`` writes an
+:class:`AgentflowsReport`; its JSON Schema is ``AgentflowsReport.model_json_schema()``.
+
+Units everywhere: US dollars (prices from genai-prices), tokens (input and output as billed), and virtual
+seconds (the flow clock: recorded model latency, never wall time). Nothing here reads the wall clock, so
+a replayed session yields the same report byte for byte.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from ._models import ModelCall
     from .flow import Flow
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AgentSpend",
+    "AgentflowsReport",
+    "FlowRow",
+    "SessionTotals",
+    "Span",
+    "agent_order",
+    "build_report",
+    "mermaid_gantt",
+    "summary_line",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the JSON report layout; bumped on any incompatible change."""
+
+NO_AGENT = "(none)"
+"""Agent name shown for model calls made outside any agent scope."""
+
+_DIGITS = 6  # decimal places kept for virtual seconds (microseconds)
+_USD_DIGITS = 12  # decimal places kept for US dollars (float noise cut off, as Usage.__add__ does)
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
 
 
 class AgentSpend(BaseModel):
-    """Usage of one agent in one flow."""
+    """Spend of one agent in one flow."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     agent: str
+    """Agent name (``"(none)"`` for calls made outside any agent scope)."""
     calls: int
+    """Model calls the agent made."""
     input_tokens: int
+    """Billed input tokens of those calls."""
     output_tokens: int
+    """Billed output tokens of those calls."""
     cost_usd: float | None
+    """US dollars (genai-prices); ``None`` when a model of the agent has no known price."""
+
+
+class Span(BaseModel):
+    """One model call on the flow's timeline (the bars of the Gantt chart)."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    index: int
+    """Position of the call in the flow's ledger (completion order), from 0."""
+    agent: str
+    """Agent that made the call (``"(none)"`` outside any agent scope)."""
+    provider: str
+    """Wire API family: ``"openai"``, ``"anthropic"``, …"""
+    model: str
+    """Model name as the response gives it."""
+    start_s: float
+    """Virtual seconds since the flow started at which the call began."""
+    end_s: float
+    """Virtual seconds at which the response was complete (``start_s + latency``)."""
+    input_tokens: int
+    """Billed input tokens."""
+    output_tokens: int
+    """Billed output tokens."""
+    cost_usd: float | None
+    """US dollars; ``None`` when the model has no known price."""
+    streamed: bool
+    """Whether the response was a server-sent-event stream."""
+    replayed: bool
+    """``True`` when served from the cassette, ``False`` when recorded from the network in this run."""
+
+    @property
+    def latency_s(self) -> float:
+        """Virtual seconds the call took."""
+        return round(self.end_s - self.start_s, _DIGITS)
+
+    @classmethod
+    def from_call(cls, index: int, call: ModelCall) -> Span:
+        """The span of ``call``, the ``index``-th call of a flow."""
+        start = round(call.started_at, _DIGITS)
+        return cls(
+            index=index,
+            agent=call.agent or NO_AGENT,
+            provider=call.provider,
+            model=call.model,
+            start_s=start,
+            end_s=round(start + call.latency_s, _DIGITS),
+            input_tokens=call.usage.input_tokens,
+            output_tokens=call.usage.output_tokens,
+            cost_usd=call.usage.cost_usd,
+            streamed=call.streamed,
+            replayed=call.replayed,
+        )
 
 
 class FlowRow(BaseModel):
-    """One flow test's totals."""
+    """One flow test: totals, caps and margins, spend per agent, timeline and decision counts."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     test: str
     """pytest node id."""
-    outcome: str = "passed"
-    """``passed``, ``failed`` or ``error``."""
+    outcome: Outcome = "passed"
+    """``passed``; ``failed`` (the test body or a budget/deadline verdict failed); ``error`` (setup or
+    teardown failed); ``skipped``."""
     calls: int = 0
+    """Model calls of the flow."""
     replayed: int = 0
+    """Of ``calls``, those served from the cassette."""
     recorded: int = 0
+    """Of ``calls``, those recorded from the network in this run."""
     input_tokens: int = 0
+    """Billed input tokens, all calls."""
     output_tokens: int = 0
+    """Billed output tokens, all calls."""
     cost_usd: float | None = 0.0
     """US dollars (genai-prices); ``None`` when a model has no known price."""
     elapsed_s: float = 0.0
-    """Virtual seconds."""
+    """Virtual seconds the flow took (concurrent calls overlap)."""
     budget_usd: float | None = None
+    """USD cap of the flow's budget (``agent_budget(usd=...)``), ``None`` without one."""
     budget_tokens: int | None = None
+    """Token cap (input + output) of the flow's budget, ``None`` without one."""
     deadline_s: float | None = None
+    """Deadline in virtual seconds (``agent_deadline(seconds)``), ``None`` without one."""
+    budget_margin_usd: float | None = None
+    """``budget_usd - cost_usd`` in US dollars (negative: over budget); ``None`` without a USD cap or when
+    the cost is unknown."""
+    budget_margin_tokens: int | None = None
+    """``budget_tokens - (input_tokens + output_tokens)`` (negative: over budget); ``None`` without a cap."""
+    deadline_margin_s: float | None = None
+    """``deadline_s - elapsed_s`` in virtual seconds (negative: late); ``None`` without a deadline."""
     agents: list[AgentSpend] = Field(default_factory=list)
+    """Spend per agent, sorted by agent name."""
+    spans: list[Span] = Field(default_factory=list)
+    """The model calls on the virtual timeline, in ledger (completion) order."""
+    decisions: dict[str, int] = Field(default_factory=dict)
+    """Decision-log entries per kind (``route``, ``stage_complete``, ``model_call``, …), sorted by kind."""
+    mermaid: str = ""
+    """The flow's timeline as a Mermaid Gantt chart (one section per agent, one bar per model call)."""
+
+    @property
+    def total_tokens(self) -> int:
+        """``input_tokens + output_tokens``."""
+        return self.input_tokens + self.output_tokens
 
     @classmethod
-    def from_flow(cls, test: str, flow: Flow) -> FlowRow:
-        """Summarise ``flow`` for test ``test``."""
-        usage = flow.usage
-        per_agent: dict[str, list[object]] = {}
-        for call in flow.calls:
-            per_agent.setdefault(call.agent or "(none)", []).append(call)
-        agents = []
-        for name, usage_a in flow.usage_by_agent().items():
-            agents.append(
-                AgentSpend(
-                    agent=name,
-                    calls=len(per_agent.get(name, [])),
-                    input_tokens=usage_a.input_tokens,
-                    output_tokens=usage_a.output_tokens,
-                    cost_usd=usage_a.cost_usd,
-                )
+    def from_flow(cls, test: str, flow: Flow, outcome: Outcome = "passed") -> FlowRow:
+        """Summarise ``flow``, the flow of test ``test``.
+
+        Args:
+            test: The pytest node id.
+            flow: The test's flow (read only).
+            outcome: The test's outcome.
+        """
+        calls = flow.calls
+        count = Counter(c.agent or NO_AGENT for c in calls)
+        agents = [
+            AgentSpend(
+                agent=name,
+                calls=count[name],
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
             )
-        return cls(
+            for name, usage in flow.usage_by_agent().items()
+        ]
+        spans = [Span.from_call(i, call) for i, call in enumerate(calls)]
+        row = cls(
             test=test,
-            calls=len(flow.calls),
-            replayed=flow.replayed_calls,
-            recorded=flow.recorded_calls,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=usage.cost_usd,
-            elapsed_s=round(flow.elapsed, 6),
+            outcome=outcome,
+            calls=len(calls),
+            replayed=sum(1 for c in calls if c.replayed),
+            recorded=sum(1 for c in calls if not c.replayed),
+            input_tokens=sum(c.usage.input_tokens for c in calls),
+            output_tokens=sum(c.usage.output_tokens for c in calls),
+            cost_usd=flow.usage.cost_usd,
+            elapsed_s=round(flow.elapsed, _DIGITS),
             budget_usd=flow.budget.usd,
             budget_tokens=flow.budget.tokens,
             deadline_s=flow.deadline.seconds if flow.deadline is not None else None,
             agents=agents,
+            spans=spans,
+            decisions=dict(sorted(Counter(d.kind for d in flow.decisions).items())),
         )
+        return row.with_margins()
+
+    def with_margins(self) -> FlowRow:
+        """A copy with the budget and deadline margins and the Mermaid chart computed from the data."""
+        usd = None
+        if self.budget_usd is not None and self.cost_usd is not None:
+            usd = round(self.budget_usd - self.cost_usd, _USD_DIGITS)
+        tokens = None if self.budget_tokens is None else self.budget_tokens - self.total_tokens
+        late = None if self.deadline_s is None else round(self.deadline_s - self.elapsed_s, _DIGITS)
+        update = {"budget_margin_usd": usd, "budget_margin_tokens": tokens, "deadline_margin_s": late}
+        row = self.model_copy(update=update)
+        return row.model_copy(update={"mermaid": mermaid_gantt(row)})
+
+
+class SessionTotals(BaseModel):
+    """Totals over every flow test of the session."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    flows: int = 0
+    """Flow tests (tests that used the ``agentflow`` fixture)."""
+    passed: int = 0
+    """Flow tests that passed."""
+    failed: int = 0
+    """Flow tests that failed or errored."""
+    calls: int = 0
+    """Model calls."""
+    replayed: int = 0
+    """Model calls served from cassettes."""
+    recorded: int = 0
+    """Model calls recorded from the network."""
+    input_tokens: int = 0
+    """Billed input tokens."""
+    output_tokens: int = 0
+    """Billed output tokens."""
+    cost_usd: float | None = 0.0
+    """US dollars; ``None`` when any flow's cost is unknown."""
+    elapsed_s: float = 0.0
+    """Sum of the flows' virtual seconds."""
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[FlowRow]) -> SessionTotals:
+        """Add up ``rows``."""
+        rows = list(rows)
+        costs = [r.cost_usd for r in rows]
+        cost = None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 12)
+        return cls(
+            flows=len(rows),
+            passed=sum(1 for r in rows if r.outcome == "passed"),
+            failed=sum(1 for r in rows if r.outcome in ("failed", "error")),
+            calls=sum(r.calls for r in rows),
+            replayed=sum(r.replayed for r in rows),
+            recorded=sum(r.recorded for r in rows),
+            input_tokens=sum(r.input_tokens for r in rows),
+            output_tokens=sum(r.output_tokens for r in rows),
+            cost_usd=cost,
+            elapsed_s=round(sum(r.elapsed_s for r in rows), _DIGITS),
+        )
+
+
+class AgentflowsReport(BaseModel):
+    """The JSON report of a test session (``pytest --agentflows-json=PATH``).
+
+    Deterministic for a replayed session: rows are sorted by test id and no wall-clock time is stored.
+    The JSON Schema, with a description per field, is ``AgentflowsReport.model_json_schema()``.
+    """
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    schema_version: int = SCHEMA_VERSION
+    """Layout version of this document (currently 1); readers should refuse versions they do not know."""
+    totals: SessionTotals = Field(default_factory=SessionTotals)
+    """Totals over all rows."""
+    rows: list[FlowRow] = Field(default_factory=list)
+    """One row per flow test, sorted by test id."""
+
+
+def build_report(rows: Sequence[FlowRow]) -> AgentflowsReport:
+    """The session report for ``rows`` (any order; sorted by test id, stable for repeated ids)."""
+    ordered = sorted(rows, key=lambda r: r.test)
+    return AgentflowsReport(totals=SessionTotals.from_rows(ordered), rows=ordered)
 
 
 def _usd(value: float | None) -> str:
     return "$?" if value is None else f"${value:.4f}"
 
 
-def summary_line(rows: list[FlowRow]) -> str:
+def summary_line(rows: Sequence[FlowRow]) -> str:
     """The one-line total printed at the end of any session in which a flow ran."""
-    calls = sum(r.calls for r in rows)
-    replayed = sum(r.replayed for r in rows)
-    recorded = sum(r.recorded for r in rows)
-    tin = sum(r.input_tokens for r in rows)
-    tout = sum(r.output_tokens for r in rows)
-    costs = [r.cost_usd for r in rows]
-    cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
-    virtual = sum(r.elapsed_s for r in rows)
-    flows = "flow" if len(rows) == 1 else "flows"
+    t = SessionTotals.from_rows(rows)
+    flows = "flow" if t.flows == 1 else "flows"
     return (
-        f"agentflows: {len(rows)} {flows}, {calls} model calls ({replayed} replayed, {recorded} recorded), "
-        f"{tin:,} input + {tout:,} output tokens, {_usd(cost)}, {virtual:.1f} s virtual"
+        f"agentflows: {t.flows} {flows}, {t.calls} model calls "
+        f"({t.replayed} replayed, {t.recorded} recorded), "
+        f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {_usd(t.cost_usd)}, "
+        f"{t.elapsed_s:.1f} s virtual"
     )
+
+
+# -- Mermaid -------------------------------------------------------------------------------------------
+_MERMAID_UNSAFE = str.maketrans(dict.fromkeys(":;#%<>\n\r", " "))
+"""Characters Mermaid reads as syntax (task metadata, entities, comments, HTML) in titles and names."""
+
+
+def _mermaid_text(text: str) -> str:
+    return " ".join(text.translate(_MERMAID_UNSAFE).split()) or "-"
+
+
+def agent_order(spans: Sequence[Span]) -> list[str]:
+    """Agents of ``spans`` in order of their first call's start (then by name)."""
+    first: dict[str, float] = {}
+    for span in spans:
+        first[span.agent] = min(first.get(span.agent, span.start_s), span.start_s)
+    return sorted(first, key=lambda a: (first[a], a))
+
+
+def mermaid_gantt(row: FlowRow) -> str:
+    """The flow's timeline as Mermaid Gantt source.
+
+    Task times are virtual milliseconds since the flow started (``dateFormat x``): Mermaid parses dates
+    strictly, and its ``X`` format (seconds) accepts whole seconds only. The axis is labelled in seconds
+    (``axisFormat %s``, or ``%s.%L`` for flows shorter than 10 s). One ``section`` per agent, in order of
+    first call; one task per model call from its start to its end, so calls that ran concurrently overlap.
+    """
+    end = max([row.elapsed_s, *(s.end_s for s in row.spans)])
+    lines = [
+        "gantt",
+        f"    title {_mermaid_text(row.test)}",
+        "    dateFormat x",
+        f"    axisFormat {'%s' if end >= 10 else '%s.%L'}",
+        "    todayMarker off",
+    ]
+    for agent in agent_order(row.spans):
+        lines.append(f"    section {_mermaid_text(agent)}")
+        for span in row.spans:
+            if span.agent == agent:
+                name = _mermaid_text(f"{span.model} {span.input_tokens}+{span.output_tokens} tok")
+                start, stop = round(span.start_s * 1000), round(span.end_s * 1000)
+                lines.append(f"    {name} :c{span.index}, {start}, {stop}")
+    return "\n".join(lines) + "\n"

@@ -135,7 +135,8 @@ def test_decision_snapshot_written_then_diffed(
     pytester.makepyfile(test_snap=SNAP.replace("CHOSEN", '"billing"'))
     result = pytester.runpytest("--record-agents", "--snapshot-update")
     result.assert_outcomes(passed=2)
-    snapshots = list((pytester.path / "__snapshots__").iterdir())
+    # (under xdist syrupy also leaves a ``.lock`` file beside it)
+    snapshots = [p for p in (pytester.path / "__snapshots__").iterdir() if p.suffix != ".lock"]
     assert [p.name for p in snapshots] == ["test_snap.agentflows"]  # one file per module
     text = snapshots[0].read_text()
     assert "# name: test_flow" in text and "# name: test_other" in text

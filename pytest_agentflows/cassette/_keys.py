@@ -9,6 +9,7 @@ versions, retry counts and platform details there.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -30,8 +31,13 @@ def body_text(body: Any) -> str:
 
 def canonical_url(uri: str, secret_query: Iterable[str] = ()) -> str:
     """``uri`` with secret query parameters removed, the query sorted and loopback ports dropped."""
+    return _canonical_url(uri, frozenset(k.lower() for k in secret_query))
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_url(uri: str, secret: frozenset[str]) -> str:
+    # cached: a flow sends few distinct URLs, and a cassette stores few (one per endpoint)
     parts = urlsplit(uri)
-    secret = {k.lower() for k in secret_query}
     query = sorted(
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in secret
     )

@@ -23,7 +23,7 @@ import contextvars
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +99,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self.redactor = agentflows_redactor or Redactor()
         self._clock_now = agentflows_clock_now
         self._queues: dict[RequestKey, deque[int]] = {}
+        self._key_memo: dict[tuple[str, str, bytes | None], RequestKey] = {}
         self._starts: dict[int, tuple[float, float]] = {}
         self.replayed_count = 0
         self.recorded_count = 0
@@ -118,11 +119,32 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             self._queues.setdefault(self._key(request, redacted=True), deque()).append(index)
 
     def _key(self, request: Any, *, redacted: bool = False) -> RequestKey:
-        if not redacted:
-            request = self.redactor.request(request)
-        return request_key(
-            request.method, request.uri, request.body_bytes, secret_query=self.redactor.query_keys
-        )
+        """The index key of ``request``; a live request (``redacted=False``) is scrubbed first.
+
+        Only the URL and the body take part in a key, so only they are scrubbed (the same functions the
+        ``before_record_request`` hook applies). Keys of live requests are memoised by content: vcrpy asks
+        ``can_play_response_for`` and then ``play_response`` for the same request (the async wrapper once
+        more), and the redactor is a pure function of its configuration.
+        """
+        if redacted:
+            return request_key(
+                request.method, request.uri, request.body_bytes, secret_query=self.redactor.query_keys
+            )
+        body = request.body_bytes
+        memo_key = (request.method, request.uri, body)
+        key = self._key_memo.get(memo_key)
+        if key is None:
+            redactor = self.redactor
+            key = request_key(
+                request.method,
+                redactor.scrub_url(request.uri),
+                redactor.scrub_body(body),
+                secret_query=redactor.query_keys,
+            )
+            if len(self._key_memo) >= 256:
+                self._key_memo.clear()
+            self._key_memo[memo_key] = key
+        return key
 
     def __contains__(self, request: Any) -> bool:
         return bool(self._queues.get(self._key(request)))
@@ -180,7 +202,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
     def append(self, request: Any, response: dict[str, Any]) -> None:
         if self._loading:  # vcrpy's _load appends what it reads: not a recording
-            super().append(request, response)
+            self._append_loaded(request, response)
             return
         started = self._starts.pop(id(request), None)
         wall0, virtual0 = started if started is not None else (time.perf_counter(), self._clock_now())
@@ -204,6 +226,22 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             )
         )
 
+    def _append_loaded(self, request: Any, response: dict[str, Any]) -> None:
+        """vcrpy's ``append`` for an interaction read from the file: the same hooks, no deep copy.
+
+        vcrpy deep-copies every response it appends so that hooks cannot mutate a live response; a
+        response just parsed from the cassette belongs to nobody else, and copying it was the costliest
+        step of loading after the YAML parser itself.
+        """
+        request = self._before_record_request(request)
+        if not request:
+            return
+        response = self._before_record_response(response)
+        if response is None:
+            return
+        self.data.append((request, response))
+        self.dirty = True
+
     def _notify(self, exchange: Exchange) -> None:
         slot = _exchange.get()
         if slot is not None:  # an async wrapper charges the clock itself, then notifies
@@ -213,6 +251,13 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         if self.listener is not None:
             exchange.started_at = self._clock_now()
             self.listener.on_exchange(exchange)
+
+
+def _has_content_encoding(response: dict[str, Any]) -> bool:
+    headers = response.get("headers")
+    if not isinstance(headers, Mapping):
+        return True  # unusual shape: let vcrpy's decode_response judge
+    return any(str(name).lower() == "content-encoding" for name in headers)
 
 
 def _vcr_mode(mode: RecordMode) -> Any:
@@ -255,7 +300,10 @@ class Recorder:
         redactor = self.redactor
 
         def before_record_response(response: dict[str, Any]) -> dict[str, Any]:
-            return redactor.response(decode_response(response))
+            # decode_response deep-copies every response; only a compressed one needs it
+            if _has_content_encoding(response):
+                response = decode_response(response)
+            return redactor.response(response)
 
         self._cm = FlowCassette.use(
             path=self.path,

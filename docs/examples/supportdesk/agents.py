@@ -1,0 +1,133 @@
+"""The two kinds of agent the desk is made of: an OpenAI chat agent and an Anthropic (Claude) agent.
+
+Both are plain objects with an async ``run(text) -> str`` and a sync ``run_sync(text) -> str``: the shape
+pytest-agentflows' patterns call (``await pattern.run(...)`` uses ``run``, ``pattern.run_sync(...)`` uses
+``run_sync``). They share the SDK clients of one :class:`Clients` (creating a client costs tens of
+milliseconds: it loads the TLS certificates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import anthropic
+import openai
+
+from .settings import Settings
+
+__all__ = ["ChatAgent", "ClaudeAgent", "Clients"]
+
+
+class Clients:
+    """The SDK clients of one desk, created on first use.
+
+    Close them with :meth:`aclose` from the event loop that used the async ones (or :meth:`close` when only
+    the sync ones were used).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def openai(self) -> openai.OpenAI:
+        """Sync OpenAI client."""
+        return openai.OpenAI(base_url=self.settings.openai_base_url, api_key=self.settings.openai_api_key)
+
+    @cached_property
+    def async_openai(self) -> openai.AsyncOpenAI:
+        """Async OpenAI client."""
+        return openai.AsyncOpenAI(base_url=self.settings.openai_base_url, api_key=self.settings.openai_api_key)
+
+    @cached_property
+    def anthropic(self) -> anthropic.Anthropic:
+        """Sync Anthropic client."""
+        s = self.settings
+        return anthropic.Anthropic(base_url=s.anthropic_base_url, api_key=s.anthropic_api_key)
+
+    @cached_property
+    def async_anthropic(self) -> anthropic.AsyncAnthropic:
+        """Async Anthropic client."""
+        s = self.settings
+        return anthropic.AsyncAnthropic(base_url=s.anthropic_base_url, api_key=s.anthropic_api_key)
+
+    def close(self) -> None:
+        """Close the sync clients created so far."""
+        for name in ("openai", "anthropic"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+
+    async def aclose(self) -> None:
+        """Close every client created so far (call it on the event loop that used the async ones)."""
+        self.close()
+        for name in ("async_openai", "async_anthropic"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                await client.close()
+
+
+@dataclass(frozen=True)
+class ChatAgent:
+    """One OpenAI chat completion with a fixed system prompt."""
+
+    clients: Clients
+    """Where the SDK clients come from."""
+    system: str
+    """The agent's system prompt."""
+    model: str
+    """OpenAI model name, e.g. ``"gpt-4o-mini"``."""
+    max_tokens: int = 600
+    """Most output tokens per call."""
+
+    def _request(self, text: str) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "system", "content": self.system}, {"role": "user", "content": text}],
+        }
+
+    async def run(self, text: str) -> str:
+        """Answer ``text`` (async)."""
+        reply = await self.clients.async_openai.chat.completions.create(**self._request(text))  # type: ignore[call-overload]
+        return reply.choices[0].message.content or ""
+
+    def run_sync(self, text: str) -> str:
+        """Answer ``text`` (sync)."""
+        reply = self.clients.openai.chat.completions.create(**self._request(text))  # type: ignore[call-overload]
+        return reply.choices[0].message.content or ""
+
+
+@dataclass(frozen=True)
+class ClaudeAgent:
+    """One Anthropic Messages call with a fixed system prompt."""
+
+    clients: Clients
+    """Where the SDK clients come from."""
+    system: str
+    """The agent's system prompt."""
+    model: str
+    """Anthropic model name, e.g. ``"claude-haiku-4-5"``."""
+    max_tokens: int = 400
+    """Most output tokens per call."""
+
+    def _request(self, text: str) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": self.system,
+            "messages": [{"role": "user", "content": text}],
+        }
+
+    @staticmethod
+    def _text(message: anthropic.types.Message) -> str:
+        return "".join(block.text for block in message.content if block.type == "text")
+
+    async def run(self, text: str) -> str:
+        """Answer ``text`` (async)."""
+        return self._text(await self.clients.async_anthropic.messages.create(**self._request(text)))  # type: ignore[call-overload]
+
+    def run_sync(self, text: str) -> str:
+        """Answer ``text`` (sync)."""
+        return self._text(self.clients.anthropic.messages.create(**self._request(text)))  # type: ignore[call-overload]
