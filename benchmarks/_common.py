@@ -58,16 +58,39 @@ _TOPICS = (
     "summarise customer feedback about the new onboarding flow",
     "plan the rollout of feature flags across three mobile apps",
 )
-_WORDS = (
-    "latency throughput budget tenant replica shard queue retry backoff idempotent schema migration "
-    "rollback canary cohort metric alert dashboard quota token embedding index cache eviction"
-).split()
+_WORDS = [
+    "latency",
+    "throughput",
+    "budget",
+    "tenant",
+    "replica",
+    "shard",
+    "queue",
+    "retry",
+    "backoff",
+    "idempotent",
+    "schema",
+    "migration",
+    "rollback",
+    "canary",
+    "cohort",
+    "metric",
+    "alert",
+    "dashboard",
+    "quota",
+    "token",
+    "embedding",
+    "index",
+    "cache",
+    "eviction",
+]
 
 
 def _filler(i: int, words: int) -> str:
     seed = int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16)
-    return " ".join(_WORDS[(seed >> (k % 24)) % len(_WORDS) if k % 3 else (seed + k) % len(_WORDS)]
-                    for k in range(words))
+    return " ".join(
+        _WORDS[(seed >> (k % 24)) % len(_WORDS) if k % 3 else (seed + k) % len(_WORDS)] for k in range(words)
+    )
 
 
 def agent_of(i: int) -> str:
@@ -313,18 +336,27 @@ class Worker:
         ctx = multiprocessing.get_context("spawn")
         self.name = name
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker_main, args=(child, factory_module, factory, args), daemon=True)
+        self._proc = ctx.Process(
+            target=_worker_main, args=(child, factory_module, factory, args), daemon=True
+        )
         self._proc.start()
+        child.close()  # the worker holds the other end: a dead worker then reads as EOFError here
         self.error: str | None = None
-        status, detail = self._conn.recv()
+        try:
+            status, detail = self._conn.recv()
+        except EOFError:
+            status, detail = "error", "the worker process died while starting"
         if status != "ok":
             self.error = detail
-            self.close()
+            self._proc.join(timeout=10)
 
     def call(self, op: str, *args: Any) -> Any:
         """Run ``op`` in the worker; raises ``RuntimeError`` with the worker's traceback on failure."""
         self._conn.send((op, args))
-        status, value = self._conn.recv()
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            status, value = "error", "the worker process died"
         if status != "ok":
             raise RuntimeError(f"{self.name}: {op} failed in the worker:\n{value}")
         return value
@@ -335,6 +367,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 self._conn.send(("stop", ()))
                 self._conn.recv()
+            self._conn.close()
             self._proc.join(timeout=10)
             if self._proc.is_alive():
                 self._proc.kill()
@@ -389,7 +422,8 @@ def machine() -> str:
 
     return (
         f"Python {platform.python_version()} on {platform.machine()} {platform.system()}, "
-        f"{os.cpu_count()} CPUs, libyaml={'yes' if yaml.__with_libyaml__ else 'no'}"
+        f"{os.cpu_count()} CPUs, libyaml={'yes' if yaml.__with_libyaml__ else 'no'}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end of the run"
     )
 
 

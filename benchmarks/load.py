@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 ROWS = (
     ("pytest-agentflows (YAML cassette)", "ours", "yaml"),
@@ -31,7 +31,7 @@ ROWS = (
     ("reference: YAML parse alone (vcrpy's loader)", "yaml", "yaml"),
     ("reference: json.loads alone", "json", "json"),
 )
-REPS = {1_000: 5, 10_000: 2}
+REPS = {1_000: 5, 10_000: 1}  # a 10,000-interaction YAML cassette takes PyYAML 10-30 s
 
 
 def _mib(n: float) -> str:
@@ -51,22 +51,29 @@ def run(sizes: list[int], reps: dict[int, int], memory: bool) -> str:
             json_path = tmp / f"flow_{n}.json"
             from vcr.serializers import yamlserializer
 
-            json_path.write_text(json.dumps(yamlserializer.deserialize(yaml_path.read_text(encoding="utf-8"))))
+            json_path.write_text(
+                json.dumps(yamlserializer.deserialize(yaml_path.read_text(encoding="utf-8")))
+            )
             files[n, "yaml"], files[n, "json"] = yaml_path, json_path
             if have_cassetter:
                 files[n, "cassetter"] = c.write_cassetter_cassette(tmp / f"flow_{n}.cassetter.yaml", n)
-            workers = [c.Worker(f"{k}/{f}", "_contenders", "loader", k) for _, k, f in rows_used]
+            workers = [c.Worker(f"{k}/{f}", "_contenders", "loader", k, f) for _, k, f in rows_used]
+            for worker in workers:
+                if worker.error:
+                    raise SystemExit(f"{worker.name} failed to start:\n{worker.error}")
             for rep in range(reps[n]):
                 for (_, kind, fmt), worker in c.rotated(list(zip(rows_used, workers, strict=True)), rep):
                     seconds = worker.call("load", str(files[n, fmt]))
                     times[kind, fmt].setdefault(n, []).append(seconds)
             for worker in workers:
                 worker.close()
-            print(f"  size {n:>6}: {reps[n]} repetitions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(
+                f"  size {n:>6}: {reps[n]} repetitions in {time.perf_counter() - t0:.1f} s", file=sys.stderr
+            )
         if memory:
             n = max(sizes)
             for _, kind, fmt in rows_used:  # a fresh process each: peak RSS is a high-water mark
-                worker = c.Worker(f"{kind}/{fmt}", "_contenders", "loader", kind)
+                worker = c.Worker(f"{kind}/{fmt}", "_contenders", "loader", kind, fmt)
                 mem[kind, fmt] = tuple(worker.call("memory", str(files[n, fmt])))  # type: ignore[assignment]
                 worker.close()
 
@@ -90,14 +97,16 @@ def run(sizes: list[int], reps: dict[int, int], memory: bool) -> str:
         rows.append(row)
     caption = (
         f"Cassette load (activate + deactivate, no request), medians of "
-        f"{', '.join(f'{reps[n]} ({n:,})' for n in sizes)} interleaved repetitions; generated chat-completion "
-        f"interactions of ~3.7 KB each (YAML). {c.machine()}."
+        f"{', '.join(f'{reps[n]} ({n:,})' for n in sizes)} interleaved repetitions; generated "
+        f"chat-completion interactions of ~3.7 KB each (YAML). {c.machine()}."
     )
     return caption + "\n\n" + c.table(headers, rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated cassette sizes")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--quick", action="store_true", help="one repetition per size (a smoke run)")

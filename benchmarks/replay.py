@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 CONTENDERS = (
     ("pytest-agentflows", "ours"),
@@ -73,7 +73,9 @@ def run(sizes: list[int], reps: dict[int, int]) -> str:
             for worker in workers:
                 worker.close()
                 results[worker.name][n] = times[worker.name]
-            print(f"  size {n:>6}: {reps[n]} repetitions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(
+                f"  size {n:>6}: {reps[n]} repetitions in {time.perf_counter() - t0:.1f} s", file=sys.stderr
+            )
 
     headers = ["contender (median per request)"]
     for n in sizes:
@@ -116,7 +118,9 @@ def _version(dist: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10,100,1000,10000", help="comma-separated cassette sizes")
     parser.add_argument("--quick", action="store_true", help="few repetitions (a smoke run)")
     args = parser.parse_args()

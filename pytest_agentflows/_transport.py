@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import current_agent
 
 if TYPE_CHECKING:
+    from .faults import Fault
     from .flow import Flow
 
 __all__ = ["FlowTransport", "Outgoing", "Reply", "error_reply", "virtual_sdk_waits"]
@@ -287,7 +288,7 @@ class FlowTransport:
         _offline.set(False)
         return send()
 
-    def _fire_sync(self, out: Outgoing, fault: Any) -> Any:
+    def _fire_sync(self, out: Outgoing, fault: Fault) -> Any:
         from .faults import FaultKind, StalledRequestError
 
         _offline.set(True)
@@ -347,7 +348,7 @@ class FlowTransport:
         _offline.set(False)
         return await send()
 
-    async def _fire_async(self, out: Outgoing, fault: Any) -> Any:
+    async def _fire_async(self, out: Outgoing, fault: Fault) -> Any:
         from .faults import STALL_LIMIT_S, FaultKind, StalledRequestError
 
         _offline.set(True)

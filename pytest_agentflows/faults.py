@@ -17,9 +17,10 @@ or, for a whole test::
 
 Faults apply to model requests (those a provider adapter reads: chat completions, responses, messages) made
 with the httpx or httpx2 stacks, to the agent in effect when the request is made (``"*"``: any agent).
-``at`` picks requests by index (0-based, counting every model request of that agent in the flow, SDK
-retries included); ``times`` caps how many requests a fault hits. When several faults match one request,
-every ``delay`` adds up first, then the first other fault (in the order added) fires.
+``at`` picks requests by index (0-based, counting every model request of that agent, SDK retries
+included, from the moment the flow's first fault was added: the start of the flow for marker faults);
+``times`` caps how many requests a fault hits. When several faults match one request, every ``delay`` adds
+up first, then the first other fault (in the order added) fires.
 
 See ``docs/failure-modes.md`` for a recipe per fault.
 """

@@ -175,8 +175,10 @@ class Flow:
     # -- ledger ------------------------------------------------------------------------------------------
     def on_exchange(self, exchange: Exchange) -> None:
         """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log."""
+        from ._transport import patch_loaded_sdks
         from .providers import parse_interaction
 
+        patch_loaded_sdks()  # an SDK imported after activation: its retry waits become virtual too
         latency = self.effective_latency(exchange.latency_s)
         started = exchange.started_at
         if exchange.charge_clock:

@@ -527,3 +527,45 @@ def test_faults_on_top_of_a_cassette(pytester: pytest.Pytester, model_server: Lo
     )
     assert len(model_server.requests) == served + 1
     pytester.runpytest("-p", "no:cacheprovider", "-k", "plain").assert_outcomes(passed=1)
+
+
+def test_a_recorded_rate_limit_replays_with_a_virtual_retry_wait(
+    pytester: pytest.Pytester, model_server: LocalModelServer
+) -> None:
+    """Not only injected faults: a 429 stored in a cassette makes the SDK wait on the virtual clock too."""
+    import yaml
+
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        import os, time, openai, pytest
+
+        @pytest.mark.agentflow(latency="zero")
+        def test_search(agentflow, monkeypatch):
+            if not os.environ.get("RECORDING"):
+                monkeypatch.setattr(time, "sleep", lambda s: pytest.fail(f"real sleep({s})"))
+            client = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k")
+            with agentflow.agent("search"):
+                reply = client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "find it"}]
+                )
+            assert "find it" in reply.choices[0].message.content
+            assert agentflow.elapsed == float(os.environ.get("EXPECTED", "0"))
+        """
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECORDING", "1")
+        pytester.runpytest("-p", "no:cacheprovider", "--record-agents").assert_outcomes(passed=1)
+    cassette = pytester.path / "cassettes" / "test_a_recorded_rate_limit_replays_with_a_virtual_retry_wait"
+    path = cassette / "test_search.yaml"
+    data = yaml.safe_load(path.read_text())
+    (ok,) = data["interactions"]
+    limited = yaml.safe_load(yaml.safe_dump(ok))
+    limited["response"]["status"] = {"code": 429, "message": "Too Many Requests"}
+    limited["response"]["headers"]["retry-after"] = ["3"]
+    limited["response"]["body"] = {"string": '{"error": {"message": "slow down", "type": "requests"}}'}
+    data["interactions"] = [limited, ok]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("EXPECTED", "3.0")
+        pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

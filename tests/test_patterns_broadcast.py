@@ -112,7 +112,7 @@ async def test_user_wait_for_times_out_on_recorded_latency() -> None:
         # before either, so make it virtual first.
         assert flow.clock.attach_loop()
         started = time.perf_counter()
-        with flow.agent("impatient"), pytest.raises(TimeoutError):
+        with flow.agent("impatient"), pytest.raises(asyncio.TimeoutError):
             await agent.run(pf.CLAIM)  # recorded latency 8 s > 5 s
         assert flow.clock.now() == 5.0
         assert time.perf_counter() - started < 5.0  # virtual: no real waiting
@@ -264,3 +264,22 @@ def test_invalid_configuration() -> None:
         Broadcast({"a": str}, pf.joined, timeout=0)
     with pytest.raises(ValueError, match="non-empty strings"):
         Broadcast({"": str}, pf.joined)
+
+
+def test_decision_log_hold_and_commit(tmp_path: Any) -> None:
+    from pytest_agentflows import DecisionLog
+
+    log = DecisionLog(tmp_path / "log.jsonl")
+    log.record("before")
+    with log.hold() as outer:
+        held = log.record("held", x=1)
+        with log.hold() as inner:
+            log.record("inner")
+        assert [d.kind for d in inner] == ["inner"]
+        log.commit(reversed(inner))  # handed on to the enclosing hold
+    assert held.seq == -1 and [d.kind for d in outer] == ["held", "inner"]
+    assert log.kinds() == ["before"]  # nothing held reached the log (or the file)
+    committed = log.commit(outer)
+    assert [(d.seq, d.kind) for d in committed] == [(1, "held"), (2, "inner")]
+    assert committed[0].x == 1  # type: ignore[attr-defined]
+    assert [d.kind for d in DecisionLog.read_jsonl(tmp_path / "log.jsonl")] == ["before", "held", "inner"]

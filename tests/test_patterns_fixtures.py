@@ -43,7 +43,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_factories_bind_the_test_flow(project: pytest.Pytester) -> None:
     project.makepyfile(
-        test_flows=HEADER
+        test_pf_flows=HEADER
         + """
 @cassette("router_sync")
 def test_router(agentflow, agent_router):
@@ -98,7 +98,7 @@ def test_supervisor(agentflow, agent_supervisor):
 
 def test_agent_budget_marker_halts_a_pipeline_before_the_call(project: pytest.Pytester) -> None:
     project.makepyfile(
-        test_budget=HEADER
+        test_pf_budget=HEADER
         + """
 def pipeline(agent_pipeline):
     caps = pf.PIPELINE_CAPS
@@ -133,7 +133,7 @@ def test_halt_fails_the_test(agentflow, agent_pipeline):
 
 def test_agent_deadline_marker_stops_a_supervisor_in_time(project: pytest.Pytester) -> None:
     project.makepyfile(
-        test_deadline=HEADER
+        test_pf_deadline=HEADER
         + """
 @cassette("supervisor_deadline")
 @pytest.mark.agent_deadline(120)
@@ -159,7 +159,7 @@ def test_sync_supervisor_overruns(agentflow, agent_supervisor):
 
 def test_run_sync_in_an_async_test_says_to_await(project: pytest.Pytester) -> None:
     project.makepyfile(
-        test_loop=HEADER
+        test_pf_loop=HEADER
         + """
 async def test_wrong_call(agent_router):
     agent_router(lambda q: "a", {"a": lambda q: "A"}).run_sync("q")
@@ -191,17 +191,18 @@ async def test_deadline(agentflow, agent_supervisor, decision_snapshot):
 
 
 def test_decision_snapshots_are_written_once_and_stable(project: pytest.Pytester) -> None:
-    project.makepyfile(test_snap=SNAPSHOTS)
+    project.makepyfile(test_pf_snap=SNAPSHOTS)
     project.runpytest("--snapshot-update").assert_outcomes(passed=2)
-    (snapshot,) = (project.path / "__snapshots__").iterdir()
-    assert snapshot.name == "test_snap.agentflows"
+    files = sorted((project.path / "__snapshots__").glob("*.agentflows"))  # (+ a .lock under xdist)
+    assert [f.name for f in files] == ["test_pf_snap.agentflows"]
+    (snapshot,) = files
     first = snapshot.read_text()
     assert "kind: agent_timeout" in first and "kind: supervisor_timeout" in first
     for _ in range(3):
         project.runpytest().assert_outcomes(passed=2)
     assert snapshot.read_text() == first
     # A changed flow shows syrupy's diff.
-    project.makepyfile(test_snap=SNAPSHOTS.replace("timeout=10", "timeout=20"))
+    project.makepyfile(test_pf_snap=SNAPSHOTS.replace("timeout=10", "timeout=20"))
     result = project.runpytest()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*kind: agent_timeout*"])

@@ -71,6 +71,9 @@ def test_unknown_route_without_fallback_raises() -> None:
 def test_matching_strips_and_ignores_case_and_fallback_may_be_a_route_key() -> None:
     router = Router(lambda q: "  Billing\n", {"billing": lambda q: "B", "general": lambda q: "G"})
     assert router.run_sync("q").agent == "billing"
+    router = Router(lambda q: '"Billing."', {"billing": lambda q: "B", "general": lambda q: "G"})
+    assert router.run_sync("q").agent == "billing"
+    assert router.decisions[0].output == '"Billing."'  # type: ignore[attr-defined]
     router = Router(
         lambda q: "refunds", {"billing": lambda q: "B", "general": lambda q: "G"}, fallback="general"
     )

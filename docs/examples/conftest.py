@@ -1,8 +1,9 @@
 """Wiring of the support-desk example suite: which models the agents talk to, and the pattern fixtures.
 
 * ``pytest docs/examples`` replays the committed cassettes: the agents point at a fixed local URL
-  (``http://127.0.0.1:8765``, nothing needs to listen there: no request leaves the process, and ports of
-  loopback hosts take no part in matching).
+  (``http://127.0.0.1:8765``; nothing needs to listen there, no request leaves the process). A loopback
+  ``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL`` is used instead when set, e.g. a closed port to prove that
+  replay stays offline: ports of loopback hosts take no part in matching.
 * ``pytest docs/examples --record-agents=all`` records: a provider whose API key is set
   (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) is called for real; a provider without a key is served by
   pytest-agentflows' :class:`~pytest_agentflows.model_server.LocalModelServer` with the example's
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -45,20 +47,29 @@ def _recording(config: pytest.Config) -> bool:
     return config.getoption("agentflows_record", None) not in (None, "none")
 
 
+def _loopback_url(variable: str, default: str) -> str:
+    """``$variable`` when it names a loopback host (any port matches the cassettes), else ``default``."""
+    url = os.environ.get(variable, "")
+    return url if urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1") else default
+
+
 # --8<-- [start:models]
 @pytest.fixture(scope="session")
 def models(request: pytest.FixtureRequest) -> Iterator[Models]:
     """The models of the session: replayed, recorded from real APIs, or recorded from a local server."""
     if not _recording(request.config):
-        # Replay: a fixed URL matching the committed cassettes, placeholder keys, no server.
+        # Replay: the local URL the cassettes were recorded at, placeholder keys, no server.
         replay = Settings(
-            openai_base_url=os.environ.get("OPENAI_BASE_URL") or LOCAL_OPENAI_BASE_URL,
-            anthropic_base_url=os.environ.get("ANTHROPIC_BASE_URL") or LOCAL_ANTHROPIC_BASE_URL,
+            openai_base_url=_loopback_url("OPENAI_BASE_URL", LOCAL_OPENAI_BASE_URL),
+            anthropic_base_url=_loopback_url("ANTHROPIC_BASE_URL", LOCAL_ANTHROPIC_BASE_URL),
         )
         yield Models(replay, local_server=False)
         return
     settings = Settings.from_env()
-    real_openai, real_anthropic = bool(os.environ.get("OPENAI_API_KEY")), bool(os.environ.get("ANTHROPIC_API_KEY"))
+    real_openai, real_anthropic = (
+        bool(os.environ.get("OPENAI_API_KEY")),
+        bool(os.environ.get("ANTHROPIC_API_KEY")),
+    )
     if real_openai and real_anthropic:
         yield Models(settings, local_server=False)
         return
@@ -71,7 +82,7 @@ def models(request: pytest.FixtureRequest) -> Iterator[Models]:
         yield Models(settings, local_server=not (real_openai or real_anthropic))
     finally:
         server.stop()
-# --8<-- [end:models]
+    # --8<-- [end:models]
 
 
 def _local_server() -> LocalModelServer:
@@ -115,7 +126,7 @@ async def desk(
         supervisor=agent_supervisor,
     ) as app:
         yield app
-# --8<-- [end:desk]
+    # --8<-- [end:desk]
 
 
 @pytest_asyncio.fixture

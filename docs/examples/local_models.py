@@ -17,6 +17,7 @@ Run it by hand to try the app: ``python docs/examples/local_models.py`` serves o
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -171,10 +172,8 @@ def serve(port: int = 8765) -> None:
     """Serve :func:`support_responder` on ``127.0.0.1:port`` until Ctrl+C."""
     with LocalModelServer(port=port, responder=support_responder) as server:
         print(f"supportdesk models on {server.url} (OPENAI_BASE_URL={server.openai_base_url}); Ctrl+C stops")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

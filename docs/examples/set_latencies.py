@@ -79,7 +79,7 @@ def simulate(flow: Any) -> None:
         return float(effective(latency_of(flow.current_agent)))
 
     flow.effective_latency = profiled
-# --8<-- [end:simulate]
+    # --8<-- [end:simulate]
 
 
 def set_latencies(path: str | os.PathLike[str]) -> int:

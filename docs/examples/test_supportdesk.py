@@ -12,8 +12,12 @@ from supportdesk import REPLY_DEADLINE_S, STAGE_MAX_USD, SupportDesk, merge_find
 
 from pytest_agentflows import BroadcastError, BudgetExceeded, Flow, RoutingError
 
-BILLING_TICKET = "Hi, I was charged twice for my March invoice INV-2041. Can you refund the duplicate payment?"
-OUTAGE_TICKET = "Since this morning your API returns a 502 error and our login page times out. Is there an outage?"
+BILLING_TICKET = (
+    "Hi, I was charged twice for my March invoice INV-2041. Can you refund the duplicate payment?"
+)
+OUTAGE_TICKET = (
+    "Since this morning your API returns a 502 error and our login page times out. Is there an outage?"
+)
 SALES_TICKET = "We would like a quote for 50 more seats on the Enterprise plan."
 ARTICLE_TOPIC = "Refunds for duplicate charges"
 
@@ -26,9 +30,11 @@ def kinds(flow: Flow, *skip: str) -> list[str]:
     return [d.kind for d in flow.decisions if d.kind not in ("model_call", *skip)]
 
 
-# -- triage: Router ------------------------------------------------------------------------------------------
+# -- triage: Router ---------------------------------------------------------------------------------------
 # --8<-- [start:triage]
-def test_triage_sends_a_billing_ticket_to_billing(desk: SupportDesk, agentflow: Flow, decision_snapshot) -> None:
+def test_triage_sends_a_billing_ticket_to_billing(
+    desk: SupportDesk, agentflow: Flow, decision_snapshot
+) -> None:
     result = desk.triage().run_sync(BILLING_TICKET)
 
     assert result.agent == "billing"
@@ -38,11 +44,13 @@ def test_triage_sends_a_billing_ticket_to_billing(desk: SupportDesk, agentflow: 
     assert (route.chosen, route.output) == ("billing", "billing")
     assert agentflow.elapsed == pytest.approx(0.8 + 3.6)  # recorded latencies, no real waiting
     assert agentflow.decisions == decision_snapshot
-# --8<-- [end:triage]
+    # --8<-- [end:triage]
 
 
 @pytest.mark.asyncio
-async def test_an_unknown_queue_falls_back_to_general(desk: SupportDesk, agentflow: Flow, decision_snapshot) -> None:
+async def test_an_unknown_queue_falls_back_to_general(
+    desk: SupportDesk, agentflow: Flow, decision_snapshot
+) -> None:
     result = await desk.triage().run(SALES_TICKET)
 
     assert result.agent == "general"
@@ -53,7 +61,9 @@ async def test_an_unknown_queue_falls_back_to_general(desk: SupportDesk, agentfl
     assert agentflow.decisions == decision_snapshot
 
 
-def test_without_fallback_an_unknown_queue_is_a_routing_error(agent_router, desk: SupportDesk, agentflow: Flow) -> None:
+def test_without_fallback_an_unknown_queue_is_a_routing_error(
+    agent_router, desk: SupportDesk, agentflow: Flow
+) -> None:
     router = agent_router(desk.classifier, {"billing": desk.specialists["billing"]})
 
     with pytest.raises(RoutingError, match="answered 'sales'"):
@@ -61,14 +71,15 @@ def test_without_fallback_an_unknown_queue_is_a_routing_error(agent_router, desk
     assert [c.agent for c in agentflow.calls] == ["router"]  # no specialist was paid for
 
 
-# -- knowledge search: Broadcast ------------------------------------------------------------------------------
+# -- knowledge search: Broadcast --------------------------------------------------------------------------
 @pytest.mark.asyncio
 async def test_knowledge_search_asks_three_bases_in_parallel(
     desk: SupportDesk, agentflow: Flow, decision_snapshot
 ) -> None:
     result = await desk.knowledge_search().run(BILLING_TICKET)
 
-    assert [r.agent for r in result.data] == ["status", "docs", "tickets"]  # completion order: 1.1, 2.2, 5.4 s
+    # completion order: status 1.1 s, docs 2.2 s, tickets 5.4 s
+    assert [r.agent for r in result.data] == ["status", "docs", "tickets"]
     assert result.text.startswith("[status] Status page: all systems operational")
     assert agentflow.elapsed == pytest.approx(5.4)  # parallel: the slowest base, not the sum
     assert agentflow.decisions == decision_snapshot
@@ -101,7 +112,7 @@ async def test_a_late_knowledge_base_is_dropped_at_the_timeout(
     assert (late.agent, late.timeout) == ("tickets", 4.0)
     assert agentflow.elapsed == pytest.approx(4.0)  # the broadcast stopped waiting at its timeout
     assert agentflow.decisions == decision_snapshot
-# --8<-- [end:late]
+    # --8<-- [end:late]
 
 
 @pytest.mark.asyncio
@@ -116,19 +127,23 @@ async def test_too_few_answers_are_a_broadcast_error(desk: SupportDesk, agentflo
     assert "tickets" in message and "timed out after 4 s" in message
 
 
-# -- customer reply: Supervisor -------------------------------------------------------------------------------
+# -- customer reply: Supervisor ---------------------------------------------------------------------------
 TASK = reply_task(BILLING_TICKET, BILLING_NOTES, BILLING_FINDINGS)
 
 
 @pytest.mark.asyncio
-async def test_the_reviewer_approves_the_revised_reply(desk: SupportDesk, agentflow: Flow, decision_snapshot) -> None:
+async def test_the_reviewer_approves_the_revised_reply(
+    desk: SupportDesk, agentflow: Flow, decision_snapshot
+) -> None:
     result = await desk.reply_writer().run(TASK)
 
     assert result.data == {"approved": True, "reviews": 2, "revisions": 1, "stopped": "approved"}
     assert "5 to 10 business days" in result.text  # the revision addressed the critique
     reviews = agentflow.log.of_kind("supervisor_review")
     assert [d.approved for d in reviews] == [False, True]
-    assert {c.provider for c in agentflow.calls if c.agent == "reviewer"} == {"anthropic"}  # QA runs on Claude
+    assert {c.provider for c in agentflow.calls if c.agent == "reviewer"} == {
+        "anthropic"
+    }  # QA runs on Claude
     assert agentflow.elapsed == pytest.approx(24 + 10 + 24 + 10)
     assert agentflow.decisions == decision_snapshot
 
@@ -147,7 +162,7 @@ async def test_a_reviewer_who_never_approves_hits_the_deadline(
     assert timeout.at == pytest.approx(REPLY_DEADLINE_S)  # cut mid-call, exactly at the deadline
     assert agentflow.elapsed == pytest.approx(REPLY_DEADLINE_S)
     assert agentflow.decisions == decision_snapshot
-# --8<-- [end:deadline]
+    # --8<-- [end:deadline]
 
 
 def test_a_reviewer_who_never_approves_stops_at_max_revisions(
@@ -163,7 +178,7 @@ def test_a_reviewer_who_never_approves_stops_at_max_revisions(
     assert agentflow.decisions == decision_snapshot
 
 
-# -- help-center article: Pipeline ----------------------------------------------------------------------------
+# -- help-center article: Pipeline ------------------------------------------------------------------------
 @pytest.mark.asyncio
 @pytest.mark.agent_budget(usd=0.01)
 async def test_the_article_pipeline_runs_within_its_stage_budgets(
@@ -194,10 +209,12 @@ async def test_a_tight_budget_halts_the_pipeline_before_the_draft(
     assert [c.agent for c in agentflow.calls] == ["research"]  # halted before the draft made any call
     assert agentflow.usage.cost_usd < 0.004  # never overspends: the agent_budget verdict passes too
     assert agentflow.decisions == decision_snapshot
-# --8<-- [end:halt]
+    # --8<-- [end:halt]
 
 
-def test_pipeline_fixture_with_plain_tuples_runs_sync(agent_pipeline, desk: SupportDesk, agentflow: Flow) -> None:
+def test_pipeline_fixture_with_plain_tuples_runs_sync(
+    agent_pipeline, desk: SupportDesk, agentflow: Flow
+) -> None:
     pipeline = agent_pipeline([("research", desk.researcher, 0.001), ("draft", desk.article_writer, 0.005)])
 
     result = pipeline.run_sync(ARTICLE_TOPIC)
@@ -207,7 +224,7 @@ def test_pipeline_fixture_with_plain_tuples_runs_sync(agent_pipeline, desk: Supp
     assert agentflow.elapsed == pytest.approx(6.5 + 14.0)
 
 
-# -- the whole ticket: Router + Broadcast + Supervisor --------------------------------------------------------
+# -- the whole ticket: Router + Broadcast + Supervisor ----------------------------------------------------
 # --8<-- [start:e2e]
 @pytest.mark.asyncio
 @pytest.mark.agent_budget(usd=0.01)
@@ -226,7 +243,7 @@ async def test_a_billing_ticket_end_to_end(desk: SupportDesk, agentflow: Flow, d
     ]
     assert {c.provider for c in agentflow.calls} == {"openai", "anthropic"}
     assert agentflow.decisions == decision_snapshot
-# --8<-- [end:e2e]
+    # --8<-- [end:e2e]
 
 
 @pytest.mark.asyncio
@@ -240,7 +257,7 @@ async def test_an_outage_ticket_end_to_end(desk: SupportDesk, agentflow: Flow, d
     assert agentflow.decisions == decision_snapshot
 
 
-# -- plain SDK calls inside a flow ----------------------------------------------------------------------------
+# -- plain SDK calls inside a flow ------------------------------------------------------------------------
 def test_calls_outside_patterns_are_named_with_agentflow_agent(desk: SupportDesk, agentflow: Flow) -> None:
     with agentflow.agent("spam-filter"):
         label = desk.classifier.run_sync(BILLING_TICKET)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._context import AgentScope
-from .._models import AgentResult, Usage
+from .._models import AgentResult, Decision, Usage
 from ..budget import BudgetPool, Reservation
 from ..clock import VirtualClock
 from ..deadline import Deadline
@@ -267,7 +267,7 @@ class Pattern:
         return self._rt.budget
 
     @property
-    def decisions(self) -> list[Any]:
+    def decisions(self) -> list[Decision]:
         """The decisions of its log, in order (the whole flow's, when bound to a flow)."""
         return self._rt.log.decisions
 

@@ -17,8 +17,9 @@ __all__ = ["Router"]
 class Router(Pattern):
     """Send the input to the agent whose route key the classifier answers.
 
-    The classifier runs as agent ``"router"``; its answer (whitespace stripped) is looked up in ``routes``,
-    exactly first, then ignoring case. The chosen agent runs as its route key and gets the same input.
+    The classifier runs as agent ``"router"``; its answer (whitespace stripped) is looked up in ``routes``:
+    exactly first, then ignoring case, surrounding quotes and a final period (``"Billing."`` finds
+    ``billing``). The chosen agent runs as its route key and gets the same input.
 
     Decisions (see the router docs page):
 
@@ -70,7 +71,7 @@ class Router(Pattern):
     def _match(self, output: str) -> str | None:
         if output in self.routes:
             return output
-        folded = output.casefold()
+        folded = output.strip("\"'`.").strip().casefold()
         matches = [key for key in self.routes if key.casefold() == folded]
         return matches[0] if len(matches) == 1 else None
 

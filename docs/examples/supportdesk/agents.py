@@ -37,7 +37,9 @@ class Clients:
     @cached_property
     def async_openai(self) -> openai.AsyncOpenAI:
         """Async OpenAI client."""
-        return openai.AsyncOpenAI(base_url=self.settings.openai_base_url, api_key=self.settings.openai_api_key)
+        return openai.AsyncOpenAI(
+            base_url=self.settings.openai_base_url, api_key=self.settings.openai_api_key
+        )
 
     @cached_property
     def anthropic(self) -> anthropic.Anthropic:

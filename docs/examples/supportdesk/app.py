@@ -39,7 +39,7 @@ __all__ = [
     "reply_task",
 ]
 
-# -- prompts -----------------------------------------------------------------------------------------------
+# -- prompts ----------------------------------------------------------------------------------------------
 TRIAGE = (
     "You are the triage agent of a software company's support desk. Classify the customer ticket into "
     "exactly one queue and answer with one word: billing, technical or general."
@@ -76,7 +76,7 @@ ARTICLE_EDITOR = (
     "You are the help-center editor. Check tone, accuracy and structure, then return the final article."
 )
 
-# -- limits ------------------------------------------------------------------------------------------------
+# -- limits -----------------------------------------------------------------------------------------------
 KNOWLEDGE_TIMEOUT_S = 8.0
 """Virtual seconds the knowledge search waits for the knowledge bases."""
 
@@ -87,7 +87,7 @@ STAGE_MAX_USD = {"research": 0.001, "draft": 0.005, "review": 0.001}
 """US dollars each article stage reserves from the flow's budget before it starts."""
 
 
-# -- glue --------------------------------------------------------------------------------------------------
+# -- glue -------------------------------------------------------------------------------------------------
 def merge_findings(results: list[AgentResult]) -> str:
     """The knowledge search's aggregate: one ``[key] text`` line per knowledge base, in completion order."""
     if not results:
@@ -98,8 +98,8 @@ def merge_findings(results: list[AgentResult]) -> str:
 def reply_task(ticket: str, notes: str, findings: str) -> str:
     """What the reply writer is given."""
     return (
-        f"Customer ticket:\n{ticket}\n\nSpecialist notes:\n{notes}\n\nKnowledge base findings:\n{findings}\n\n"
-        "Write the reply to the customer."
+        f"Customer ticket:\n{ticket}\n\nSpecialist notes:\n{notes}\n\n"
+        f"Knowledge base findings:\n{findings}\n\nWrite the reply to the customer."
     )
 
 
@@ -143,7 +143,12 @@ class SupportDesk:
         self.settings = settings or Settings.from_env()
         self.clients = Clients(self.settings)
         """The SDK clients every agent shares (close with :meth:`aclose`)."""
-        self._router, self._pipeline, self._broadcast, self._supervisor = router, pipeline, broadcast, supervisor
+        self._router, self._pipeline, self._broadcast, self._supervisor = (
+            router,
+            pipeline,
+            broadcast,
+            supervisor,
+        )
         s, c = self.settings, self.clients
         self.classifier = ChatAgent(c, TRIAGE, s.fast_model, max_tokens=5)
         """The triage classifier (answers a queue name)."""
@@ -157,7 +162,9 @@ class SupportDesk:
         """Knowledge-base key -> search agent."""
         self.writer = ChatAgent(c, WRITER, s.writer_model)
         """Drafts and revises customer replies."""
-        self.reviewer = ClaudeAgent(c, COMPLIANCE_REVIEWER if strict_review else QA_REVIEWER, s.reviewer_model)
+        self.reviewer = ClaudeAgent(
+            c, COMPLIANCE_REVIEWER if strict_review else QA_REVIEWER, s.reviewer_model
+        )
         """Reviews customer replies (Claude)."""
         self.researcher = ChatAgent(c, RESEARCHER, s.fast_model)
         """Article stage 1: research notes."""

@@ -38,7 +38,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` and ``ANTHROPIC_API_KEY`` / ``ANTHROPIC_BASE_URL``.
+        """Settings from the environment: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``ANTHROPIC_*`` alike.
 
         A provider with an API key uses its base URL variable, or the SDK's default endpoint. A provider
         without a key uses its base URL variable, or the bundled local model server on port 8765
