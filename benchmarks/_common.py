@@ -373,6 +373,16 @@ class Worker:
                 self._proc.kill()
 
 
+def last_line(error: str, width: int = 200) -> str:
+    """The exception line of a worker's traceback (the last ``SomeError: ...``), shortened to ``width``."""
+    import re
+
+    found = re.findall(r"(?m)^([\w.]*(?:Error|Exception)\b.*)$", error)
+    text = found[-1] if found else error.strip().splitlines()[-1]
+    text = re.sub(r"/tmp/[^ :]*/", "", text)  # temporary directories say nothing
+    return text[:width]
+
+
 def rotated(items: Sequence[Any], rep: int) -> list[Any]:
     """``items`` rotated by ``rep`` places (alternates who goes first in each repetition)."""
     k = rep % len(items) if items else 0

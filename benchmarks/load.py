@@ -43,6 +43,7 @@ def run(sizes: list[int], reps: dict[int, int], memory: bool) -> str:
     rows_used = [r for r in ROWS if r[1] != "cassetter" or have_cassetter]
     times: dict[tuple[str, str], dict[int, list[float]]] = {(k, f): {} for _, k, f in rows_used}
     mem: dict[tuple[str, str], tuple[int, int]] = {}
+    failures: dict[tuple[str, str], dict[int, str]] = {}
     files: dict[tuple[int, str], Path] = {}
     with c.workdir("load") as tmp:
         for n in sizes:
@@ -63,7 +64,13 @@ def run(sizes: list[int], reps: dict[int, int], memory: bool) -> str:
                     raise SystemExit(f"{worker.name} failed to start:\n{worker.error}")
             for rep in range(reps[n]):
                 for (_, kind, fmt), worker in c.rotated(list(zip(rows_used, workers, strict=True)), rep):
-                    seconds = worker.call("load", str(files[n, fmt]))
+                    if n in failures.get((kind, fmt), {}):
+                        continue
+                    try:
+                        seconds = worker.call("load", str(files[n, fmt]))
+                    except RuntimeError as exc:
+                        failures.setdefault((kind, fmt), {})[n] = c.last_line(str(exc))
+                        continue
                     times[kind, fmt].setdefault(n, []).append(seconds)
             for worker in workers:
                 worker.close()
@@ -73,6 +80,8 @@ def run(sizes: list[int], reps: dict[int, int], memory: bool) -> str:
         if memory:
             n = max(sizes)
             for _, kind, fmt in rows_used:  # a fresh process each: peak RSS is a high-water mark
+                if n in failures.get((kind, fmt), {}):
+                    continue
                 worker = c.Worker(f"{kind}/{fmt}", "_contenders", "loader", kind, fmt)
                 mem[kind, fmt] = tuple(worker.call("memory", str(files[n, fmt])))  # type: ignore[assignment]
                 worker.close()
@@ -83,24 +92,31 @@ def run(sizes: list[int], reps: dict[int, int], memory: bool) -> str:
     if memory:
         headers += [f"peak traced memory ({max(sizes):,})", "peak RSS growth"]
     rows = []
+    notes: list[str] = []
     for label, kind, fmt in ROWS:
         if (kind, fmt) not in times:
             rows.append([f"{label}: not installed (pip install cassetter)"] + ["-"] * (len(headers) - 1))
             continue
         row = [label]
         for n in sizes:
+            if n in failures.get((kind, fmt), {}):
+                notes.append(f"[{len(notes) + 1}] {label}, {n:,} interactions: {failures[kind, fmt][n]}")
+                row += [f"fails [{len(notes)}]", "-"]
+                continue
             med = c.median(times[kind, fmt][n])
             row += [c.fmt_seconds(med), c.fmt_ratio(med / c.median(times["ours", "yaml"][n]))]
-        if memory:
+        if memory and (kind, fmt) in mem:
             traced, rss = mem[kind, fmt]
             row += [_mib(traced) + (" (Rust heap not traced)" if kind == "cassetter" else ""), _mib(rss)]
+        elif memory:
+            row += ["-", "-"]
         rows.append(row)
     caption = (
         f"Cassette load (activate + deactivate, no request), medians of "
         f"{', '.join(f'{reps[n]} ({n:,})' for n in sizes)} interleaved repetitions; generated "
         f"chat-completion interactions of ~3.7 KB each (YAML). {c.machine()}."
     )
-    return caption + "\n\n" + c.table(headers, rows)
+    return caption + "\n\n" + c.table(headers, rows) + "".join(f"\n\n{note}" for note in notes)
 
 
 def main() -> None:

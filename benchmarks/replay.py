@@ -43,6 +43,7 @@ def run(sizes: list[int], reps: dict[int, int]) -> str:
     have_cassetter = c.cassetter_available()
     results: dict[str, dict[int, list[float]]] = {key: {} for _, key in CONTENDERS}
     correct: dict[str, list[bool]] = {key: [] for _, key in CONTENDERS}
+    failures: dict[str, dict[int, str]] = {}
     with c.workdir("replay") as tmp:
         for n in sizes:
             t0 = time.perf_counter()
@@ -54,7 +55,8 @@ def run(sizes: list[int], reps: dict[int, int]) -> str:
                     continue
                 worker = c.Worker(key, "_contenders", key, str(path), str(cpath), n)
                 if worker.error:
-                    raise SystemExit(f"{key} failed to start:\n{worker.error}")
+                    failures.setdefault(key, {})[n] = c.last_line(worker.error)
+                    continue
                 workers.append(worker)
             rng = random.Random(n)
             order = list(range(n))
@@ -82,6 +84,7 @@ def run(sizes: list[int], reps: dict[int, int]) -> str:
         headers += [f"{n:,}", "× floor"]
     headers.append("right answers")
     rows = []
+    notes: list[str] = []
     floors = {n: c.median(results["floor"].get(n, [])) for n in sizes}
     for label, key in CONTENDERS:
         row: list[str] = [label]
@@ -89,6 +92,10 @@ def run(sizes: list[int], reps: dict[int, int]) -> str:
             rows.append([f"{label}: not installed (pip install cassetter)"] + ["-"] * (2 * len(sizes) + 1))
             continue
         for n in sizes:
+            if n in failures.get(key, {}):
+                notes.append(f"[{len(notes) + 1}] {label}, {n:,} interactions: {failures[key][n]}")
+                row += [f"fails [{len(notes)}]", "-"]
+                continue
             med = c.median(results[key].get(n, []))
             row += [c.fmt_seconds(med), c.fmt_ratio(med / floors[n])]
         oks = correct[key]
@@ -105,7 +112,7 @@ def run(sizes: list[int], reps: dict[int, int]) -> str:
         f"vcrpy {_version('vcrpy')}, respx {_version('respx')}, "
         f"cassetter {_version('cassetter') if have_cassetter else 'not installed'}. {c.machine()}."
     )
-    return caption + "\n\n" + c.table(headers, rows)
+    return caption + "\n\n" + c.table(headers, rows) + "".join(f"\n\n{note}" for note in notes)
 
 
 def _version(dist: str) -> str:

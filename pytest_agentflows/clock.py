@@ -36,7 +36,7 @@ class VirtualClock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._cursor: contextvars.ContextVar[float | None] = contextvars.ContextVar(
             f"agentflows_clock_{id(self)}", default=None
         )
@@ -56,8 +56,9 @@ class VirtualClock:
     @property
     def elapsed(self) -> float:
         """Virtual seconds from the start to the latest moment any branch reached (calls overlap)."""
+        now = self.now()
         with self._lock:
-            return round(max(self._frontier, self.now()), _ROUND)
+            return round(max(self._frontier, now), _ROUND)
 
     # -- moving ----------------------------------------------------------------------------------------
     def advance(self, seconds: float) -> float:
@@ -161,14 +162,19 @@ class VirtualClock:
         return True
 
     def detach_loop(self) -> None:
-        """Stop reading the event loop's time (called when the flow ends); keeps the time reached."""
-        if self._loop is None:
+        """Stop reading the event loop's time; the time it reached is kept.
+
+        Called when the flow ends, and automatically once the attached loop stops running (e.g. after
+        ``asyncio.run`` returns), so sync code after an async section continues from the right time.
+        """
+        loop = self._loop
+        if loop is None:
             return
-        now = self.now()
+        reached = round(self._base + (loop.time() - self._loop_origin), _ROUND)
         with self._lock:
-            self._frontier = max(self._frontier, now)
+            self._frontier = max(self._frontier, reached)
         self._loop = None
-        self._base = now
+        self._base = reached
         if self._looptime_cm is not None:
             self._looptime_cm.__exit__(None, None, None)
             self._looptime_cm = None
@@ -188,6 +194,12 @@ class VirtualClock:
         return running if running is self._loop else None
 
     def _loop_offset(self) -> float:
+        attached = self._loop
+        if attached is None:
+            return 0.0
+        if not attached.is_running():
+            self.detach_loop()  # the loop's run ended: fold the time it reached into the base
+            return 0.0
         loop = self._running_attached_loop()
         if loop is None:
             return 0.0

@@ -228,9 +228,15 @@ class Flow:
 
     @property
     def calls(self) -> list[ModelCall]:
-        """The ledger: every model call of the flow, in completion order."""
+        """The ledger: every model call of the flow, in order of virtual completion time.
+
+        Calls that end at the same virtual time keep the order in which they were accounted, so
+        concurrent branches in threads give the same ledger on every run.
+        """
         with self._lock:
-            return list(self._calls)
+            indexed = list(enumerate(self._calls))
+        indexed.sort(key=lambda ic: (round(ic[1].started_at + ic[1].latency_s, 6), ic[0]))
+        return [call for _, call in indexed]
 
     @property
     def usage(self) -> Usage:
