@@ -136,11 +136,15 @@ class BudgetExceeded(Exception):
             cap = f"the {field}={limit} of stage {self.cap_of!r}"
         if self.before_start:
             left = max(self.limit - self.spent - self.reserved, 0.0)
+            wants = (
+                f"it reserves up to {_amount(kind, self.requested)}"
+                if self.requested > 0
+                else "it has no cap of its own and needs any amount"
+            )
             what = (
-                f"{unit} budget exceeded: {who} did not start (no model call made): it reserves up to "
-                f"{_amount(kind, self.requested)} but only {_amount(kind, left)} of {cap} is left "
-                f"({_amount(kind, self.spent)} spent, {_amount(kind, self.reserved)} reserved by running "
-                "stages)."
+                f"{unit} budget exceeded: {who} did not start (no model call made): {wants} but only "
+                f"{_amount(kind, left)} of {cap} is left ({_amount(kind, self.spent)} spent, "
+                f"{_amount(kind, self.reserved)} reserved by running stages)."
             )
         else:
             by = f" by {who}" if self.agent else ""

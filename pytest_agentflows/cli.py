@@ -417,7 +417,8 @@ def _redact(
             print(f"{path}: clean", file=out)
     verb = "would change" if check else "changed"
     tail = f", {errors} unreadable" if errors else ""
-    print(f"{PROG} redact: {len(files)} files, {changed} {verb}{tail}", file=out)
+    noun = "file" if len(files) == 1 else "files"
+    print(f"{PROG} redact: {len(files)} {noun}, {changed} {verb}{tail}", file=out)
     if errors:
         return EXIT_ERROR
     return EXIT_CHANGES if check and changed else EXIT_OK

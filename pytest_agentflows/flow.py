@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,7 @@ class Flow:
         self.log = DecisionLog(log_path, clock=self.clock)
         """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
         self.record_model_calls = record_model_calls
+        self._simulated: Callable[[str | None], float | None] | None = None
         self._calls: list[ModelCall] = []
         self._lock = threading.Lock()
         self._cassette: Any = None
@@ -215,6 +216,41 @@ class Flow:
     def effective_latency(self, latency_s: float) -> float:
         """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
         return latency_s if self.latency_mode == "recorded" else 0.0
+
+    def simulate_latency(self, profile: Mapping[str, float] | Callable[[str | None], float] | float) -> None:
+        """While recording, store and charge ``profile``'s latency instead of the measured one.
+
+        For recording against a local or fake model server, which answers in milliseconds: the cassette
+        then holds realistic latencies (seconds), deadlines and timeouts decide the same way while
+        recording and on every replay, and snapshots updated while recording pass on replay.
+
+        Args:
+            profile: Seconds per call: one number for every call, a mapping ``agent name -> seconds``
+                (agents not in it keep their measured latency), or a function of the agent name
+                (``None`` for calls made outside any agent).
+
+        Raises:
+            UsageError: when a latency is negative.
+        """
+        if isinstance(profile, int | float):
+            seconds = float(profile)
+            self._simulated = lambda _agent: seconds
+        elif isinstance(profile, Mapping):
+            table = dict(profile)
+            self._simulated = lambda agent: table.get(agent) if agent is not None else None
+        else:
+            self._simulated = profile
+
+    def recording_latency(self, agent: str | None, measured_s: float) -> float:
+        """Latency (seconds) stored for a call recorded now: the simulated one if set, else ``measured_s``."""
+        simulated = self._simulated(agent) if self._simulated is not None else None
+        if simulated is None:
+            return measured_s
+        if simulated < 0:
+            raise UsageError(
+                f"{self.test_id}: simulated latency for agent {agent!r} is negative: {simulated}"
+            )
+        return round(float(simulated), 6)
 
     def add_call(self, call: ModelCall) -> None:
         """Add a model call made outside any cassette (e.g. a scripted model) to the ledger and budget."""

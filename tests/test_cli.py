@@ -165,7 +165,7 @@ def test_redact_planted_secrets(
 
     assert main(["redact", "--body-key", "api_key", str(path)]) == 0
     redacted = capsys.readouterr()
-    assert redacted.out.splitlines() == [f"{path}: {expected}", "agentflows redact: 1 files, 1 changed"]
+    assert redacted.out.splitlines() == [f"{path}: {expected}", "agentflows redact: 1 file, 1 changed"]
     text = path.read_text(encoding="utf-8")
     for secret in SECRETS.values():
         assert secret not in text

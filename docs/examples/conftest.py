@@ -15,9 +15,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,8 +28,6 @@ from supportdesk import LOCAL_ANTHROPIC_BASE_URL, LOCAL_OPENAI_BASE_URL, Setting
 
 from pytest_agentflows import Flow, RecordMode
 from pytest_agentflows.model_server import LocalModelServer
-
-SIMULATED = pytest.StashKey[Path]()
 
 
 @dataclass(frozen=True)
@@ -94,22 +91,13 @@ def _local_server() -> LocalModelServer:
 
 
 @pytest.fixture
-def agentflow(agentflow: Flow, models: Models, request: pytest.FixtureRequest) -> Flow:
+def agentflow(agentflow: Flow, models: Models) -> Flow:
     """The plugin's ``agentflow``, with the latency profile while recording against the local server."""
     if models.local_server and agentflow.record_mode is not RecordMode.NONE:
-        set_latencies.simulate(agentflow)
-        if agentflow.cassette_path is not None:
-            request.node.stash[SIMULATED] = agentflow.cassette_path
+        # --8<-- [start:simulate]
+        agentflow.simulate_latency(set_latencies.latency_of)
+        # --8<-- [end:simulate]
     return agentflow
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
-    result = yield
-    path = item.stash.get(SIMULATED, None)
-    if path is not None and path.exists():  # the flow has saved its cassette: store the profile in it
-        set_latencies.set_latencies(path)
-    return result
 
 
 # --8<-- [start:desk]

@@ -7,9 +7,9 @@ latencies. Recorded against :class:`~pytest_agentflows.model_server.LocalModelSe
 few milliseconds, and no deadline would ever matter, so the example uses the per-agent profile
 :data:`LATENCY_S` instead:
 
-* while recording against the local server, ``conftest.py`` charges the profile to the flow clock
-  (:func:`simulate`), so the recording run behaves exactly like the replays that follow;
-* after each such test, ``conftest.py`` stores the profile in the cassette (:func:`set_latencies`).
+* while recording against the local server, ``conftest.py`` calls ``agentflow.simulate_latency(latency_of)``:
+  the flow stores the profile in the cassette and charges it to its clock, so the recording run behaves
+  exactly like the replays that follow.
 
 So ``pytest docs/examples --record-agents=all`` re-records everything offline and passes with the same
 decision snapshots. Run this file by hand after editing :data:`LATENCY_S` to update committed cassettes
@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULT_LATENCY_S", "LATENCY_S", "latency_of", "set_latencies", "simulate"]
+__all__ = ["DEFAULT_LATENCY_S", "LATENCY_S", "latency_of", "set_latencies"]
 
 # --8<-- [start:profile]
 LATENCY_S: dict[str, float] = {
@@ -64,22 +64,6 @@ CASSETTES = Path(__file__).resolve().parent / "cassettes"
 def latency_of(agent: str | None) -> float:
     """Virtual seconds a call of ``agent`` takes (see :data:`LATENCY_S`)."""
     return LATENCY_S.get(agent or "", DEFAULT_LATENCY_S)
-
-
-# --8<-- [start:simulate]
-def simulate(flow: Any) -> None:
-    """Make ``flow`` (a recording :class:`~pytest_agentflows.Flow`) charge :data:`LATENCY_S` to its clock.
-
-    The flow asks ``effective_latency(measured)`` how many virtual seconds a call took; this answers from
-    the profile of the agent making the call instead of the measured milliseconds.
-    """
-    effective = flow.effective_latency
-
-    def profiled(measured_s: float) -> float:
-        return float(effective(latency_of(flow.current_agent)))
-
-    flow.effective_latency = profiled
-    # --8<-- [end:simulate]
 
 
 def set_latencies(path: str | os.PathLike[str]) -> int:

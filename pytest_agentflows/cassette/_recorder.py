@@ -48,6 +48,9 @@ class ExchangeListener(Protocol):
     def effective_latency(self, latency_s: float) -> float:
         """Virtual seconds to charge for a call of ``latency_s`` recorded seconds."""
 
+    def recording_latency(self, agent: str | None, measured_s: float) -> float:
+        """Latency to store (and charge) for a call recorded now, given the measured seconds."""
+
 
 @dataclass
 class Exchange:
@@ -105,6 +108,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self.recorded_count = 0
         self.misses: list[UnrecordedRequestError] = []
         self._loading = False
+        self._recorded_order: dict[int, tuple[float, str]] = {}
         super().__init__(path, **kwargs)
 
     # -- index -------------------------------------------------------------------------------------------
@@ -206,14 +210,18 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             return
         started = self._starts.pop(id(request), None)
         wall0, virtual0 = started if started is not None else (time.perf_counter(), self._clock_now())
-        latency = round(time.perf_counter() - wall0, 3)
+        # never 0: recorded calls must have distinct virtual starts for a stable order in the file
+        latency = max(round(time.perf_counter() - wall0, 3), 0.001)
         agent = current_agent.get()
+        if self.listener is not None:
+            latency = self.listener.recording_latency(agent, latency)
         before = len(self.data)
         super().append(request, response)
         if len(self.data) == before:  # filtered out by a hook
             return
         stored_request, stored = self.data[-1]
         stored[META_KEY] = {"agent": agent, "latency_s": latency}
+        self._recorded_order[id(stored)] = (round(virtual0, 6), agent or "")
         self.recorded_count += 1
         self._notify(
             Exchange(
@@ -225,6 +233,25 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
                 started_at=virtual0,
             )
         )
+
+    def _in_stable_order(self, pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+        """Loaded interactions first, as in the file; then those recorded now by (virtual start, agent).
+
+        Branches that run in threads (or tasks) finish in whatever order the network answers; sorting
+        by virtual start time, then agent name, writes the same file on every re-recording. Sequential
+        calls have increasing virtual starts, so their order is kept; the sort is stable.
+        """
+        loaded = [p for p in pairs if id(p[1]) not in self._recorded_order]
+        recorded = [p for p in pairs if id(p[1]) in self._recorded_order]
+        recorded.sort(key=lambda p: self._recorded_order[id(p[1])])
+        return loaded + recorded
+
+    def _as_dict(self) -> dict[str, Any]:
+        pairs = self._in_stable_order(list(self.data))
+        return {"requests": [r for r, _ in pairs], "responses": [r for _, r in pairs]}
+
+    def _rerecorded_interactions(self) -> list[tuple[Any, Any]]:
+        return self._in_stable_order(list(super()._rerecorded_interactions()))
 
     def _append_loaded(self, request: Any, response: dict[str, Any]) -> None:
         """vcrpy's ``append`` for an interaction read from the file: the same hooks, no deep copy.
