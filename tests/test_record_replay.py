@@ -518,3 +518,47 @@ def test_raw_httpx_and_httpx2_clients_sync_and_async(
     result = project.runpytest()
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*4 model calls (4 replayed, 0 recorded)*"])
+
+
+def test_simulated_latency_and_stable_order_of_concurrent_recordings(
+    project: pytest.Pytester, model_server: LocalModelServer, go_offline: Callable[[], None]
+) -> None:
+    project.makepyfile(
+        test_threads="""
+        import os, threading, openai
+
+        def test_threads(agentflow):
+            agentflow.simulate_latency({"alpha": 5.0, "beta": 8.0, "gamma": 10.0})
+            client = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k", max_retries=0)
+            start = agentflow.clock.now()
+
+            def ask(name):
+                ctx = agentflow.clock.branch_context(start)
+                def run():
+                    with agentflow.agent(name):
+                        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": name}])
+                ctx.run(run)
+
+            threads = [threading.Thread(target=ask, args=(n,)) for n in ("gamma", "beta", "alpha")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert agentflow.elapsed == 10.0  # branches overlap, recording or replaying
+            assert [c.agent for c in agentflow.calls] == ["alpha", "beta", "gamma"]  # virtual completion order
+        """
+    )
+    path = project.path / "cassettes" / "test_threads" / "test_threads.yaml"
+    project.runpytest("--record-agents=all").assert_outcomes(passed=1)
+    first = path.read_bytes()
+    data = yaml.safe_load(first)
+    assert [i["response"]["agentflows"] for i in data["interactions"]] == [
+        {"agent": "alpha", "latency_s": 5.0},
+        {"agent": "beta", "latency_s": 8.0},
+        {"agent": "gamma", "latency_s": 10.0},
+    ]
+    for _ in range(3):  # threads finish in any order; the file is the same every time
+        project.runpytest("--record-agents=all").assert_outcomes(passed=1)
+        assert path.read_bytes() == first
+    go_offline()
+    project.runpytest().assert_outcomes(passed=1)
