@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -214,27 +211,6 @@ def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
 
 
 # -- redact ----------------------------------------------------------------------------------------------
-@dataclass
-class _Counts:
-    headers: int = 0
-    query_params: int = 0
-    body_keys: int = 0
-    env_values: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.headers + self.query_params + self.body_keys + self.env_values
-
-    def describe(self) -> str:
-        kinds = (
-            (self.headers, "header", "headers"),
-            (self.query_params, "query parameter", "query parameters"),
-            (self.body_keys, "body key", "body keys"),
-            (self.env_values, "secret environment value", "secret environment values"),
-        )
-        return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in kinds if n)
-
-
 def _cassette_files(paths: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
     """``(file, None)`` for each cassette to handle, or ``(path, reason)`` for a path that is unusable."""
     for raw in paths:
@@ -346,35 +322,20 @@ def _redact_data(data: Any, redactor: Any) -> None:
             body["string"] = _scrub_gzip(redactor, body["string"])
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _rewrite(path: Path, data: Any, is_json: bool, gzipped: bool) -> None:
     from vcr.serializers import jsonserializer, yamlserializer
 
-    from .cassette._store import atomic_write_text
+    from .cassette._store import atomic_write_bytes, atomic_write_text
 
     try:
         text = jsonserializer.serialize(data) if is_json else yamlserializer.serialize(data)
     except Exception as exc:
         raise _Failure(f"cannot serialise the redacted cassette ({type(exc).__name__})") from None
     try:
-        mode = path.stat().st_mode & 0o7777
         if gzipped:
-            _atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+            atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
         else:
             atomic_write_text(path, text)
-        os.chmod(path, mode)
     except OSError as exc:
         raise _Failure(f"cannot write the file ({exc.strerror or exc})") from None
 
@@ -403,7 +364,7 @@ def _redact(
             data, is_json, gzipped = _decode(path)
             redactor = Redactor(headers=headers, body_keys=body_keys, query=query)
             _redact_data(data, redactor)
-            counts = _Counts(**vars(redactor.report))
+            counts = redactor.report
             if counts.total and not check:
                 _rewrite(path, data, is_json, gzipped)
         except _Failure as exc:

@@ -67,6 +67,16 @@ class RedactionReport:
         """All removals."""
         return self.headers + self.query_params + self.body_keys + self.env_values
 
+    def describe(self) -> str:
+        """Counts in words, e.g. ``"2 headers, 1 query parameter"`` ("" when nothing was removed)."""
+        kinds = (
+            (self.headers, "header", "headers"),
+            (self.query_params, "query parameter", "query parameters"),
+            (self.body_keys, "body key", "body keys"),
+            (self.env_values, "secret environment value", "secret environment values"),
+        )
+        return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in kinds if n)
+
     def add(self, other: RedactionReport) -> None:
         """Add ``other``'s counts to this report."""
         self.headers += other.headers
