@@ -69,6 +69,10 @@ class _Contender:
     def close(self) -> None:
         self.deactivate()
 
+    def setup(self) -> float | None:
+        """Seconds the contender's own set-up took (respx route registration), if measured."""
+        return getattr(self, "setup_seconds", None)
+
 
 class Ours(_Contender):
     def __init__(self, path: str, n: int) -> None:
@@ -163,10 +167,12 @@ class RespxRoutes(_Contender):
         import respx
 
         router = respx.Router(assert_all_called=False)
+        t0 = time.perf_counter()
         for i in range(n):
             router.post(c.URL, content=c.request_body(i)).respond(
                 200, headers=list(c.response_headers(i).items()), content=c.response_body(i)
             )
+        self.setup_seconds = time.perf_counter() - t0
         super().__init__(n)
         self.client = _client(httpx2.Client(transport=_respx_bridge(router)))
 
