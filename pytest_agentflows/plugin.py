@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .report import FlowRow, Outcome, build_report, summary_line
-
 if TYPE_CHECKING:
     from .flow import Flow
+    from .report import FlowRow, Outcome
 
 FLOW_KEY = pytest.StashKey["Flow"]()
-ROWS_KEY = pytest.StashKey[list[FlowRow]]()
+ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
 WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
@@ -276,6 +275,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     flow = item.stash.get(FLOW_KEY, None)
     if flow is not None and call.when == "teardown":
         outcome = _outcome([*getattr(item, "_agentflows_reports", []), report])
+        from .report import FlowRow
+
         row = FlowRow.from_flow(item.nodeid, flow, outcome)
         item.config.stash[ROWS_KEY].append(row)
         report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
@@ -298,6 +299,8 @@ def _outcome(reports: list[pytest.TestReport]) -> Outcome:
 def pytest_testnodedown(node: Any, error: object) -> None:
     """pytest-xdist controller: collect the rows a finished worker sent."""
     rows = getattr(node, "workeroutput", {}).get(WORKER_ROWS, [])
+    from .report import FlowRow
+
     node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
 
 
@@ -311,6 +314,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     written: list[tuple[str, bool]] = []
     config.stash[WRITTEN_KEY] = written
+    from .report import build_report
+
     report = build_report(rows)
     for option, kind, write in (
         ("agentflows_json", "JSON", write_json),
@@ -346,6 +351,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             else:
                 terminalreporter.write_line("".join(text for text, _ in line))
     if rows:
+        from .report import summary_line
+
         terminalreporter.write_line(summary_line(rows))
     for message, ok in written:
         terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))
