@@ -562,3 +562,28 @@ def test_simulated_latency_and_stable_order_of_concurrent_recordings(
         assert path.read_bytes() == first
     go_offline()
     project.runpytest().assert_outcomes(passed=1)
+
+
+def test_json_cassettes(
+    project: pytest.Pytester, model_server: LocalModelServer, go_offline: Callable[[], None]
+) -> None:
+    project.makepyfile(
+        test_json="""
+        import os, openai, pytest
+
+        @pytest.mark.agentflow(cassette="triage.json")
+        def test_json(agentflow):
+            with agentflow.agent("router"):
+                r = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k").chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "classify my billing issue"}])
+            assert r.choices[0].message.content == "billing"
+        """
+    )
+    project.runpytest("--record-agents").assert_outcomes(passed=1)
+    import json
+
+    path = project.path / "cassettes" / "test_json" / "triage.json"
+    data = json.loads(path.read_text())  # vcrpy's JSON format, not YAML in a .json file
+    assert data["interactions"][0]["response"]["agentflows"]["agent"] == "router"
+    go_offline()
+    project.runpytest().assert_outcomes(passed=1)
