@@ -299,6 +299,8 @@ def _outcome(reports: list[pytest.TestReport]) -> Outcome:
 def pytest_testnodedown(node: Any, error: object) -> None:
     """pytest-xdist controller: collect the rows a finished worker sent."""
     rows = getattr(node, "workeroutput", {}).get(WORKER_ROWS, [])
+    if not rows:
+        return
     from .report import FlowRow
 
     node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
@@ -310,6 +312,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports
         config.workeroutput[WORKER_ROWS] = [r.model_dump_json() for r in rows]  # type: ignore[attr-defined]
         return
+    wanted = [config.getoption(o, None) for o in ("agentflows_json", "agentflows_html")]
+    if not any(wanted):
+        return  # nothing to write: don't even import the report modules
     from ._report_render import write_html, write_json
 
     written: list[tuple[str, bool]] = []

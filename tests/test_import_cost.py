@@ -13,7 +13,19 @@ import textwrap
 
 import pytest
 
-HEAVY = ("vcr", "syrupy", "openai", "anthropic", "genai_prices", "looptime", "httpx2")
+HEAVY = (
+    "vcr",
+    "syrupy",
+    "openai",
+    "anthropic",
+    "genai_prices",
+    "looptime",
+    "httpx2",
+    # our own modules that only a session with a flow (or a report option) needs
+    "pytest_agentflows.flow",
+    "pytest_agentflows.report",
+    "pytest_agentflows._report_render",
+)
 
 _LOADED = textwrap.dedent(
     """
