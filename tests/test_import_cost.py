@@ -47,7 +47,10 @@ def _loaded_after(code: str) -> list[str]:
     ["import pytest_agentflows.plugin", "import pytest_agentflows", "from pytest_agentflows import Flow"],
 )
 def test_import_loads_no_heavy_dependency(code: str) -> None:
-    assert _loaded_after(code) == []
+    loaded = _loaded_after(code)
+    if code.startswith("from pytest_agentflows import Flow"):  # asked for: the flow module itself
+        loaded = [m for m in loaded if m != "pytest_agentflows.flow"]
+    assert loaded == []
 
 
 SESSION_PROBE = textwrap.dedent(
