@@ -76,10 +76,14 @@ def cassette_name(item: pytest.Item) -> str:
 
 
 def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | None = None) -> Path:
-    """The cassette file of ``item``: ``<dir>/<module>/<name>.yaml``.
+    """The cassette file of ``item``: ``<dir>/<module>/<name>.<format>``.
 
     ``<dir>`` is ini ``agentflows_cassette_dir`` (relative to the rootdir), else ``cassettes/`` beside
-    the test module.
+    the test module; ``<format>`` is ini ``agentflows_cassette_format`` (``yaml``, the default, or
+    ``json``) unless ``name`` has its own extension.
+
+    Raises:
+        UsageError: for an unknown ``agentflows_cassette_format``.
     """
     module = Path(str(item.path))
     ini_dir = config.getini("agentflows_cassette_dir")
@@ -88,7 +92,10 @@ def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | 
     if Path(file).is_absolute():
         return Path(file)
     if not file.endswith((".yaml", ".yml", ".json")):
-        file += ".yaml"
+        fmt = (config.getini("agentflows_cassette_format") or "yaml").strip().lower()
+        if fmt not in ("yaml", "json"):
+            raise UsageError(f"ini agentflows_cassette_format must be 'yaml' or 'json', got {fmt!r}")
+        file += f".{fmt}"
     return base / module.stem / file
 
 

@@ -79,6 +79,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "directory holding cassettes as <dir>/<module>/<test>.yaml (default: cassettes/ beside each module)",
         default="",
     )
+    parser.addini(
+        "agentflows_cassette_format",
+        "format of new cassettes: 'yaml' (default, vcrpy's YAML) or 'json' (vcrpy's JSON: loads several "
+        "times faster)",
+        default="yaml",
+    )
     parser.addini("agentflows_redact_headers", "extra header names to scrub from cassettes", type="linelist")
     parser.addini(
         "agentflows_redact_body_keys", "extra JSON body keys to scrub from cassettes", type="linelist"

@@ -587,3 +587,17 @@ def test_json_cassettes(
     assert data["interactions"][0]["response"]["agentflows"]["agent"] == "router"
     go_offline()
     project.runpytest().assert_outcomes(passed=1)
+
+
+def test_ini_cassette_format_json(project: pytest.Pytester, model_server: LocalModelServer) -> None:
+    project.makeini(INI + "agentflows_cassette_format = json\n")
+    project.makepyfile(test_flows=FLOWS)
+    project.runpytest("--record-agents", "-k", "chat_sync").assert_outcomes(passed=1)
+    import json
+
+    path = project.path / "cassettes" / "test_flows" / "test_chat_sync.json"
+    assert json.loads(path.read_text())["interactions"][0]["response"]["agentflows"]["agent"] == "router"
+    project.makeini(INI + "agentflows_cassette_format = toml\n")
+    result = project.runpytest("-k", "chat_sync")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*agentflows_cassette_format must be 'yaml' or 'json', got 'toml'*"])
