@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
+_RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
+"""Flow tests between fixture setup and their teardown report, by node id (see pytest_runtest_logreport)."""
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
 WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
@@ -157,6 +159,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     )
     _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
+    _RUNNING[item.nodeid] = (item, flow)
     _attach_loop_first(item, flow)
     with flow.activate():
         yield flow
@@ -275,20 +278,26 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     return result
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    report = yield
-    flow = item.stash.get(FLOW_KEY, None)
-    if flow is not None and call.when == "teardown":
-        outcome = _outcome([*getattr(item, "_agentflows_reports", []), report])
-        from .report import FlowRow
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the reports of flow tests; at teardown, turn the flow into a report row.
 
-        row = FlowRow.from_flow(item.nodeid, flow, outcome)
-        item.config.stash[ROWS_KEY].append(row)
-        report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
-    elif flow is not None:
-        item.__dict__.setdefault("_agentflows_reports", []).append(report)
-    return report
+    A plain (non-wrapper) hook with a dict lookup, so tests that use no flow pay next to nothing.
+    """
+    running = _RUNNING.get(report.nodeid)
+    if running is None:
+        return
+    item, flow = running
+    reports = item.__dict__.setdefault("_agentflows_reports", [])
+    reports.append(report)
+    if report.when != "teardown":
+        return
+    del _RUNNING[report.nodeid]
+    from .report import FlowRow
+
+    row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports))
+    item.config.stash[ROWS_KEY].append(row)
+    report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
 
 
 def _outcome(reports: list[pytest.TestReport]) -> Outcome:
