@@ -179,10 +179,18 @@ class Redactor:
     # -- vcrpy hooks -------------------------------------------------------------------------------------
     def request(self, request: Any) -> Any:
         """``before_record_request`` hook: a scrubbed copy of a ``vcr.request.Request``."""
-        request = copy.copy(request)
-        request.uri = self.scrub_url(request.uri)
-        request.headers = self._scrub_headers(dict(request.headers))
-        request.body = self.scrub_body(request.body_bytes if hasattr(request, "body_bytes") else request.body)
+        request = copy.copy(request)  # shares the original's parts: each is replaced, never mutated
+        uri = self.scrub_url(request.uri)
+        if uri != request.uri:
+            request.uri = uri
+        headers = dict(request.headers)
+        scrubbed = self._scrub_headers(headers)
+        if scrubbed != headers:  # rebuilding vcrpy's HeadersDict is the costly part: only when needed
+            request.headers = scrubbed
+        body = request.body_bytes if hasattr(request, "body_bytes") else request.body
+        clean = self.scrub_body(body)
+        if clean is not body:
+            request.body = clean
         return request
 
     def response(self, response: dict[str, Any]) -> dict[str, Any]:
