@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import AgentScope, current_agent, inherit_context_in_threads
 from ._models import Decision, ModelCall, Usage
-from .budget import BudgetPool
+from .budget import UNATTRIBUTED, BudgetPool, PriceUnknownError
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .clock import VirtualClock
@@ -254,8 +254,6 @@ class Flow:
 
     def add_call(self, call: ModelCall) -> None:
         """Add a model call made outside any cassette (e.g. a scripted model) to the ledger and budget."""
-        from .budget import PriceUnknownError
-
         with self._lock:
             self._calls.append(call)
         # An unknown price under a USD cap: the verdict (assert_within_budget) names the model and the fix.
@@ -283,10 +281,10 @@ class Flow:
         return total
 
     def usage_by_agent(self) -> dict[str, Usage]:
-        """Usage per agent name (``"(none)"`` for unattributed calls), sorted by name."""
+        """Usage per agent name, sorted; calls outside any agent under ``budget.UNATTRIBUTED``."""
         out: dict[str, Usage] = {}
         for call in self.calls:
-            key = call.agent or "(none)"
+            key = call.agent or UNATTRIBUTED
             out[key] = out.get(key, Usage()) + call.usage
         return dict(sorted(out.items()))
 

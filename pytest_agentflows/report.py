@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .budget import UNATTRIBUTED
+
 if TYPE_CHECKING:
     from ._models import ModelCall
     from .flow import Flow
@@ -38,7 +40,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 """Version of the JSON report layout; bumped on any incompatible change."""
 
-NO_AGENT = "(none)"
+NO_AGENT = UNATTRIBUTED  # the budget pool's label too, so every message names it alike
 """Agent name shown for model calls made outside any agent scope."""
 
 _DIGITS = 6  # decimal places kept for virtual seconds (microseconds)
@@ -53,7 +55,7 @@ class AgentSpend(BaseModel):
     model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     agent: str
-    """Agent name (``"(none)"`` for calls made outside any agent scope)."""
+    """Agent name (``"(no agent)"`` for calls made outside any agent scope)."""
     calls: int
     """Model calls the agent made."""
     input_tokens: int
@@ -72,7 +74,7 @@ class Span(BaseModel):
     index: int
     """Position of the call in the flow's ledger (completion order), from 0."""
     agent: str
-    """Agent that made the call (``"(none)"`` outside any agent scope)."""
+    """Agent that made the call (``"(no agent)"`` outside any agent scope)."""
     provider: str
     """Wire API family: ``"openai"``, ``"anthropic"``, …"""
     model: str
