@@ -45,3 +45,27 @@ def go_offline(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
         monkeypatch.setenv("AF_URL", "http://127.0.0.1:9")
 
     return offline
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stress",
+        action="store_true",
+        default=False,
+        help="also run the heavy reliability runs marked 'stress' (SIGKILL loops, large fuzz, xdist matrices)",
+    )
+    parser.addoption(
+        "--stress-figures",
+        metavar="PATH",
+        default=None,
+        help="write the figures the stress runs measured (canaries tried, kills survived, ...) to PATH as JSON",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--stress"):
+        return
+    skip = pytest.mark.skip(reason="heavy reliability run: add --stress (see docs/reliability.md)")
+    for item in items:
+        if item.get_closest_marker("stress") is not None:
+            item.add_marker(skip)
