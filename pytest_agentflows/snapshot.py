@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
 from syrupy.extensions.amber import AmberSnapshotExtension
 
+from . import _yaml_fast
 from ._models import Decision
 
 _FIRST = ("seq", "at", "kind", "agent")
@@ -41,9 +41,12 @@ def decision_dict(decision: Decision | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def dump_decisions(decisions: Iterable[Decision | Mapping[str, Any]]) -> str:
-    """Serialise decisions to the snapshot's YAML text (deterministic)."""
-    items = [decision_dict(d) for d in decisions]
-    return yaml.safe_dump(items, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    """Serialise decisions to the snapshot's YAML text (deterministic).
+
+    The text is what ``yaml.safe_dump(items, sort_keys=False, allow_unicode=True, default_flow_style=False,
+    width=100)`` writes; common logs take a fast path that writes the same bytes (:mod:`._yaml_fast`).
+    """
+    return _yaml_fast.dump([decision_dict(d) for d in decisions])
 
 
 class DecisionLogExtension(AmberSnapshotExtension):
