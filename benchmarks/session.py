@@ -3,13 +3,18 @@
 Run: ``python benchmarks/session.py``. Generates 2,000 trivial tests (20 modules of 100) in a temporary
 directory and runs ``python -m pytest -q -p no:cacheprovider`` over them in a subprocess, with the plugin
 (as installed: the ``pytest11`` entry point) and with ``-p no:agentflows``, alternating, and prints one
-table of medians. Every other installed plugin loads in both runs (cassetter's, if installed, is disabled
-in both so that an optional benchmark dependency does not blur the comparison).
+table of medians of wall time and of the child's CPU time (user + system, from ``getrusage``: on a busy
+shared machine CPU time is the steadier of the two), plus one deterministic figure: the number of Python
+function calls in each session, counted once under ``cProfile`` (the same code path gives the same count,
+whatever else the machine is doing). Every other installed plugin loads in both runs
+(cassetter's, if installed, is disabled in both so that an optional benchmark dependency does not blur the
+comparison).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -32,7 +37,26 @@ def generate(root: Path) -> Path:
     return tests
 
 
-def run_pytest(root: Path, extra: list[str]) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def count_calls(root: Path, extra: list[str]) -> int:
+    """Python function calls of one session, counted by ``cProfile`` (deterministic)."""
+    import pstats
+
+    out = root / "session.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run([*cmd, "-p", "no:cassetter", *extra, "tests"], cwd=root, capture_output=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]!r}")
+    stats = pstats.Stats(str(out))
+    return sum(row[1] for row in stats.stats.values())  # type: ignore[attr-defined]
+
+
+def run_pytest(root: Path, extra: list[str]) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds)`` of one session."""
     cmd = [
         sys.executable,
         "-m",
@@ -45,12 +69,14 @@ def run_pytest(root: Path, extra: list[str]) -> float:
         *extra,
         "tests",
     ]
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
     if proc.returncode != 0 or f"{MODULES * TESTS} passed" not in proc.stdout:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
+    return elapsed, cpu
 
 
 ROWS = (("pytest, plugin installed and active", []), ("pytest -p no:agentflows", ["-p", "no:agentflows"]))
@@ -61,29 +87,40 @@ def run(reps: int) -> str:
         generate(root)
         for _, extra in ROWS:  # warm the file system cache and the bytecode caches
             run_pytest(root, extra)
-        times: dict[int, list[float]] = {k: [] for k in range(len(ROWS))}
+        walls: dict[int, list[float]] = {k: [] for k in range(len(ROWS))}
+        cpus: dict[int, list[float]] = {k: [] for k in range(len(ROWS))}
         for rep in range(reps):
             for k in c.rotated(list(range(len(ROWS))), rep):
-                times[k].append(run_pytest(root, ROWS[k][1]))
-    base = c.median(times[1])
+                wall, cpu = run_pytest(root, ROWS[k][1])
+                walls[k].append(wall)
+                cpus[k].append(cpu)
+        calls = [count_calls(root, extra) for _, extra in ROWS]
+    n = MODULES * TESTS
+    wall_base, cpu_base = c.median(walls[1]), c.median(cpus[1])
     rows = []
     for k, (label, _) in enumerate(ROWS):
-        med = c.median(times[k])
+        wall, cpu = c.median(walls[k]), c.median(cpus[k])
         rows.append(
             [
                 label,
-                c.fmt_seconds(med),
-                c.fmt_ratio(med / base),
-                f"{(med - base) * 1e3:+.0f} ms",
-                f"{(med - base) / (MODULES * TESTS) * 1e6:+.0f} µs",
+                c.fmt_seconds(wall),
+                c.fmt_ratio(wall / wall_base),
+                c.fmt_seconds(cpu),
+                c.fmt_ratio(cpu / cpu_base),
+                f"{(cpu - cpu_base) / n * 1e6:+.0f} µs",
+                f"{calls[k]:,}",
+                f"{(calls[k] / calls[1] - 1) * 100:+.2f}%",
             ]
         )
     headers = [
-        f"{MODULES * TESTS:,} trivial tests, whole session",
+        f"{n:,} trivial tests, whole session",
         "wall time",
         "ratio",
-        "difference",
-        "per test",
+        "CPU time",
+        "ratio",
+        "CPU per test",
+        "Python calls",
+        "calls vs -p no:agentflows",
     ]
     caption = (
         f"Session overhead: `python -m pytest -q` in a subprocess over {MODULES * TESTS:,} tests that use no "
