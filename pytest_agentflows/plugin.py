@@ -96,6 +96,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    fmt = config.getini("agentflows_cassette_format")
+    if str(fmt).strip().lower() not in ("yaml", "json", ""):
+        raise pytest.UsageError(
+            f"ini agentflows_cassette_format = {fmt!r} is not a cassette format. "
+            "Fix: set it to yaml (the default) or json."
+        )
     config.stash[ROWS_KEY] = []
     _quiet_looptime_plugin(config)
 
@@ -132,6 +138,36 @@ def _quiet_looptime_plugin(config: pytest.Config) -> None:
     if plugin is not None and config.getoption("looptime", None) is None:
         config.pluginmanager.unregister(plugin)
         config.addinivalue_line("markers", "looptime: looptime's marker (its plugin is off: pass --looptime)")
+
+
+_MARKER_NAMES = frozenset(("agentflow", "agent_budget", "agent_deadline", "agent_faults"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """A misused marker of ours is a collection error of its test: one line, no traceback, test not run.
+
+    Runs last, on the items left after ``-k``/``-m`` deselection; a test without our markers costs one walk
+    over its markers (nothing is imported).
+    """
+    bad: dict[str, str] = {}
+    for item in items:
+        if not any(m.name in _MARKER_NAMES for m in item.iter_markers()):
+            continue
+        from ._options import check_markers
+        from .errors import UsageError
+
+        try:
+            check_markers(item)
+        except UsageError as exc:
+            bad[item.nodeid] = str(exc)
+    if not bad:
+        return
+    items[:] = [item for item in items if item.nodeid not in bad]
+    for nodeid, message in bad.items():
+        config.hook.pytest_collectreport(report=pytest.CollectReport(nodeid, "failed", message, []))
 
 
 @pytest.fixture
