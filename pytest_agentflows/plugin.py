@@ -6,6 +6,7 @@ syrupy, an SDK nor genai-prices; those load when a test first requests a flow fi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -175,7 +176,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     """The test's :class:`~pytest_agentflows.Flow`, its cassette active (see the ``agentflow`` marker)."""
     from ._options import resolve
     from .cassette._redact import Redactor
-    from .errors import UsageError
+    from .errors import CassetteError, UsageError
     from .flow import Flow
 
     item = request.node
@@ -197,7 +198,14 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     item.stash[FLOW_KEY] = flow
     _RUNNING[item.nodeid] = (item, flow)
     _attach_loop_first(item, flow)
-    with flow.activate():
+    with contextlib.ExitStack() as stack:
+        unreadable = None
+        try:
+            stack.enter_context(flow.activate())
+        except CassetteError as exc:
+            unreadable = exc
+        if unreadable is not None:  # the message names the file and the place: no traceback to read
+            pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
         yield flow
 
 

@@ -284,11 +284,40 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
                 f"interactions[{self._load_index}].response.body.string",
                 f"the compressed body does not decompress ({exc})",
             ) from None
+        if response is not None:
+            self._check_still_encoded(response)
         self._load_index += 1
         if response is None:
             return
         self.data.append((request, response))
         self.dirty = True
+
+    def _check_still_encoded(self, response: dict[str, Any]) -> None:
+        """A body vcrpy left encoded (``br``, or a coding it does not know) must decode as the client will.
+
+        Raises:
+            CassetteError: the body does not decompress by its ``Content-Encoding``.
+        """
+        headers = response.get("headers") or {}
+        codings = [
+            c.strip().lower()
+            for name, values in headers.items()
+            if name.lower() == "content-encoding"
+            for value in values
+            for c in str(value).split(",")
+            if c.strip()
+        ]
+        if not codings:
+            return
+        from ..providers._body import BodyError, _decode_content
+
+        body = response.get("body", {}).get("string", b"")
+        try:
+            _decode_content(body if isinstance(body, bytes) else str(body).encode(), codings, "")
+        except BodyError as exc:
+            raise CassetteError(
+                self._path, f"interactions[{self._load_index}].response.body.string", exc.reason
+            ) from None
 
     def _notify(self, exchange: Exchange) -> None:
         slot = _exchange.get()

@@ -93,18 +93,22 @@ def _text(value: Any, path: str, where: str) -> None:
         raise CassetteError(path, where, f"expected text or !!binary bytes, found {type(value).__name__}")
 
 
-def _normalise_headers(part: dict[str, Any], path: str, where: str) -> None:
-    """``headers`` as ``{str: [str | bytes, ...]}`` (a single value becomes a list, numbers become text)."""
+def _normalise_headers(part: dict[str, Any], path: str, where: str, *, response: bool) -> None:
+    """``headers`` as ``{str: [str, ...]}``: a single value becomes a list, numbers and bytes become text.
+
+    Response header values must be ASCII: the replayed response goes through the HTTP client's own header
+    parser (httpx refuses anything else).
+    """
     raw = part.get("headers")
     if raw is None:
         part["headers"] = {}
         return
     if not isinstance(raw, dict):
         raise CassetteError(path, f"{where}.headers", f"expected a mapping, found {type(raw).__name__}")
-    headers: dict[str, list[Any]] = {}
+    headers: dict[str, list[str]] = {}
     for name, value in raw.items():
-        if not isinstance(name, str):
-            raise CassetteError(path, f"{where}.headers", f"header name {name!r} is not text")
+        if not isinstance(name, str) or not name or (response and not name.isascii()):
+            raise CassetteError(path, f"{where}.headers", f"header name {name!r} is not ASCII text")
         values = value if isinstance(value, list) else [value]
         out = []
         for item in values:
@@ -114,10 +118,22 @@ def _normalise_headers(part: dict[str, Any], path: str, where: str) -> None:
                     f"{where}.headers.{name}",
                     f"expected text or a list of text, found {type(item).__name__}",
                 )
-            if isinstance(item, str):
-                _text(item, path, f"{where}.headers.{name}")
-            out.append(item if isinstance(item, str | bytes) else str(item))
+            text = item.decode("latin-1") if isinstance(item, bytes) else str(item)
+            _text(text, path, f"{where}.headers.{name}")
+            if response and not text.isascii():
+                raise CassetteError(
+                    path,
+                    f"{where}.headers.{name}",
+                    f"{text[:40]!r} is not ASCII, which HTTP clients refuse in a replayed response "
+                    "(re-record it, or edit the value)",
+                )
+            out.append(text)
         headers[name] = out
+    encodings = [name for name in headers if name.lower() == "content-encoding"]
+    if response and len(encodings) > 1:  # which one the client decodes by is anyone's guess
+        raise CassetteError(
+            path, f"{where}.headers", f"Content-Encoding given {len(encodings)} times: {encodings}"
+        )
     part["headers"] = headers
 
 
@@ -239,8 +255,8 @@ def parse_cassette(text: str, path: str) -> dict[str, Any]:
         if not isinstance(resp, dict):
             raise CassetteError(path, f"{where}.response", "needs a mapping")
         _normalise_status(resp, path, f"{where}.response")
-        _normalise_headers(req, path, f"{where}.request")
-        _normalise_headers(resp, path, f"{where}.response")
+        _normalise_headers(req, path, f"{where}.request", response=False)
+        _normalise_headers(resp, path, f"{where}.response", response=True)
         _normalise_body(req, path, f"{where}.request", response=False)
         _normalise_body(resp, path, f"{where}.response", response=True)
         _check_metadata(resp, path, f"{where}.response")

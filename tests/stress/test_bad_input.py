@@ -16,14 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from cassette_strategies import cassette_files, damaged_files, real_files, wrong_documents
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_agentflows.cassette._load import load_cassette
 from pytest_agentflows.errors import CassetteError, UnrecordedRequestError
 from pytest_agentflows.flow import Flow
-
-from cassette_strategies import cassette_files, damaged_files, real_files, wrong_documents
 
 LIGHT, HEAVY = 150, 3000
 
@@ -207,3 +206,210 @@ def test_real_cassettes_still_load(figures: Callable[..., None]) -> None:
         assert len(load_cassette(path)) > 0
     figures(real_cassettes_replay_loaded=len(replayable), real_cassettes_public_loaded=len(real_files()))
 
+
+# -- the decision-snapshot reader -------------------------------------------------------------------------
+
+SNAPSHOT = Path(__file__).resolve().parents[1] / "__snapshots__" / "test_patterns_snapshots.agentflows"
+
+
+@st.composite
+def snapshot_files(draw: st.DrawFn) -> bytes:
+    """A real decision-snapshot file, damaged: truncated, bytes flipped or inserted, markers moved or emptied."""
+    raw = SNAPSHOT.read_bytes()
+    kind = draw(st.sampled_from(["truncate", "flip", "insert", "marker", "lines", "bytes"]))
+    if kind == "truncate":
+        return raw[: draw(st.integers(0, len(raw)))]
+    if kind == "flip":
+        buf = bytearray(raw)
+        for _ in range(draw(st.integers(1, 8))):
+            buf[draw(st.integers(0, len(buf) - 1))] ^= draw(st.integers(1, 255))
+        return bytes(buf)
+    if kind == "insert":
+        at = draw(st.integers(0, len(raw)))
+        junk = draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\x00", b"\r", b"\r\n# name:\n", b"\n# ---\n"]))
+        return raw[:at] + junk + raw[at:]
+    lines = raw.split(b"\n")
+    if kind == "marker":
+        marker = draw(
+            st.sampled_from(
+                [b"# serializer version: 1", b"# serializer version: 9", b"# name:", b"# name", b"# ---"]
+            )
+        )
+        lines.insert(draw(st.integers(0, len(lines))), marker)
+        return b"\n".join(lines)
+    if kind == "lines":
+        picked = draw(st.lists(st.sampled_from(lines), max_size=30))
+        return b"\n".join(picked)
+    return draw(st.binary(max_size=400))
+
+
+def _snapshot_names() -> list[str]:
+    return [
+        line.removeprefix("# name: ").strip()
+        for line in SNAPSHOT.read_text().splitlines()
+        if line.startswith("# name: ")
+    ]
+
+
+def _run_snapshot_fuzz(examples: int, scratch: Path) -> collections.Counter[str]:
+    from syrupy.exceptions import TaintedSnapshotError
+
+    from pytest_agentflows.errors import SnapshotFileError
+    from pytest_agentflows.snapshot import DecisionLogExtension
+
+    names = _snapshot_names()
+    outcomes: collections.Counter[str] = collections.Counter()
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(snapshot_files(), st.sampled_from(names))
+    def check(raw: bytes, name: str) -> None:
+        path = scratch / "test_module.agentflows"
+        path.write_bytes(raw)
+        extension = DecisionLogExtension()
+        try:
+            # syrupy's end-of-session read (unused-snapshot report, merge on write) never raises
+            extension.read_snapshot_collection(snapshot_location=str(path))
+            # the assertion's read: data, nothing (missing), "needs regenerating", or our error
+            data = extension.read_snapshot_data_from_location(str(path), name, f"fuzz-{outcomes.total()}")
+        except TaintedSnapshotError:
+            outcomes["needs regenerating (syrupy)"] += 1
+        except SnapshotFileError as error:
+            message = str(error)
+            assert message.startswith(f"cannot read snapshot file {path} at line "), message
+            assert "\n" not in message and "--snapshot-update" in message
+            outcomes["SnapshotFileError"] += 1
+        except Exception as error:
+            outcomes[type(error).__name__] += 1
+            raise
+        else:
+            outcomes["missing (clean)" if data is None else "read (compared as text)"] += 1
+        finally:
+            path.unlink()
+
+    check()
+    return outcomes
+
+
+def _snapshot_figures(outcomes: collections.Counter[str], prefix: str) -> dict[str, Any]:
+    allowed = {
+        "needs regenerating (syrupy)",
+        "SnapshotFileError",
+        "missing (clean)",
+        "read (compared as text)",
+    }
+    assert set(outcomes) <= allowed, outcomes
+    return {
+        f"{prefix}_examples": outcomes.total(),
+        f"{prefix}_outcomes": dict(sorted(outcomes.items())),
+        f"{prefix}_other_exceptions": sum(n for k, n in outcomes.items() if k not in allowed),
+    }
+
+
+def test_snapshot_reader_fuzz_light(scratch: Path, figures: Callable[..., None]) -> None:
+    outcomes = _run_snapshot_fuzz(LIGHT, scratch)
+    figures(**_snapshot_figures(outcomes, "snapshot_reader"))
+    assert outcomes["SnapshotFileError"] > 0
+
+
+@pytest.mark.stress
+def test_snapshot_reader_fuzz_stress(scratch: Path, figures: Callable[..., None]) -> None:
+    outcomes = _run_snapshot_fuzz(HEAVY, scratch)
+    figures(**_snapshot_figures(outcomes, "snapshot_reader_stress"))
+    assert outcomes["SnapshotFileError"] > 0
+
+
+# -- corrupt files during a pytest run: what the test report shows ----------------------------------------
+
+RUN_INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+filterwarnings =
+    error
+    ignore::DeprecationWarning
+"""
+
+GOOD_INTERACTION = """interactions:
+- request:
+    body: '{"q": 1}'
+    headers: {content-type: [application/json]}
+    method: POST
+    uri: http://127.0.0.1:9/v1/chat/completions
+  response:
+    status: {code: STATUS, message: OK}
+    headers: {content-type: [application/json]}
+    body: {string: '{}'}
+version: 1
+"""
+
+# test name -> (cassette bytes, the place the message must name)
+CORRUPT_RUN: dict[str, tuple[bytes, str]] = {
+    "test_yaml_syntax": (b"interactions:\n- request: {method: POST, uri: [unclosed\n", "line 3, column 1"),
+    "test_wrong_type": (
+        GOOD_INTERACTION.replace("STATUS", "'abc'").encode(),
+        "interactions[0].response.status.code",
+    ),
+    "test_not_utf8": (GOOD_INTERACTION.replace("STATUS", "200").encode().replace(b"OK", b"O\xff"), "byte "),
+    "test_version": (
+        GOOD_INTERACTION.replace("STATUS", "200").replace("version: 1", "version: 7").encode(),
+        "version",
+    ),
+    "test_not_a_list": (b"interactions: {a: 1}\n", "top level"),
+}
+
+
+def test_corrupt_files_in_a_pytest_run(pytester: pytest.Pytester, figures: Callable[..., None]) -> None:
+    """The report shows one CassetteError line naming the file and the place (no vcrpy/yaml traceback),
+    and a corrupt decision snapshot fails its assertion with a SnapshotFileError naming the file and line."""
+    pytester.makeini(RUN_INI)
+    body = "\n\n".join(
+        f"def {name}(agentflow):\n    raise AssertionError('must not run')" for name in CORRUPT_RUN
+    )
+    snapshot_test = "def test_snapshot(agentflow, decision_snapshot):\n    assert agentflow.decisions == decision_snapshot"
+    pytester.makepyfile(test_corrupt=body + "\n\n\n" + snapshot_test + "\n")
+    cassettes = pytester.path / "cassettes" / "test_corrupt"
+    cassettes.mkdir(parents=True)
+    for name, (raw, _) in CORRUPT_RUN.items():
+        (cassettes / f"{name}.yaml").write_bytes(raw)
+    snapshots = pytester.path / "__snapshots__"
+    snapshots.mkdir()
+    (snapshots / "test_corrupt.agentflows").write_bytes(
+        b"# serializer version: 1\n# name: test_snapshot\n  []\n\xff\xfe\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=len(CORRUPT_RUN), failed=1)
+    out = result.stdout.str()
+    errors = out[out.index("= ERRORS =") : out.index("= FAILURES =")]
+    for frame in ("vcr/", "yaml/", "_recorder.py", "_store.py", "Traceback", "During handling"):
+        assert frame not in errors, frame
+    for name, (_, place) in CORRUPT_RUN.items():
+        path = cassettes / f"{name}.yaml"
+        lines = [
+            line
+            for line in result.stdout.lines
+            if f"CassetteError: cannot read cassette {path} at {place}" in line
+        ]
+        assert len(lines) == 1, (name, place)
+        assert (cassettes / f"{name}.yaml").read_bytes() == CORRUPT_RUN[name][0]  # left untouched
+    snap = snapshots / "test_corrupt.agentflows"
+    # syrupy shows a read error first, then its traceback (as for any error while reading a snapshot)
+    result.stdout.fnmatch_lines(
+        [
+            "E       assert [[]+ received[]] == [[]- snapshot[]]",
+            f"E         pytest_agentflows.errors.SnapshotFileError: cannot read snapshot file {snap} at line 4, "
+            "byte 51: not UTF-8 text (invalid start byte)*--snapshot-update`.",
+        ]
+    )
+    assert "INTERNALERROR" not in out
+    # the fix the message gives works: delete the snapshot file, then --snapshot-update writes it again
+    snap.unlink()
+    pytester.runpytest("-p", "no:cacheprovider", "--snapshot-update", "-k", "snapshot").assert_outcomes(
+        passed=1
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "-k", "snapshot").assert_outcomes(passed=1)
+    figures(corrupt_files_in_a_run=len(CORRUPT_RUN) + 1, reported_with_file_and_place=len(CORRUPT_RUN) + 1)

@@ -30,10 +30,19 @@ MISUSES: dict[str, tuple[str, str]] = {
     "test_budget_usd_text": ("agent_budget(usd='abc')", "usd must be a number >= 0 (US dollars), got 'abc'"),
     "test_budget_negative_tokens": ("agent_budget(tokens=-5)", "tokens must be a whole number >= 0"),
     "test_budget_fractional_tokens": ("agent_budget(tokens=1.5)", "tokens must be a whole number >= 0"),
-    "test_budget_unknown_kwarg": ("agent_budget(dollars=1)", "unknown argument(s) dollars; valid: usd, tokens"),
+    "test_budget_unknown_kwarg": (
+        "agent_budget(dollars=1)",
+        "unknown argument(s) dollars; valid: usd, tokens",
+    ),
     "test_deadline_no_seconds": ("agent_deadline()", "needs the seconds"),
-    "test_deadline_negative": ("agent_deadline(-1)", "seconds must be a number >= 0 (virtual seconds), got -1"),
-    "test_deadline_text": ("agent_deadline('soon')", "seconds must be a number >= 0 (virtual seconds), got 'soon'"),
+    "test_deadline_negative": (
+        "agent_deadline(-1)",
+        "seconds must be a number >= 0 (virtual seconds), got -1",
+    ),
+    "test_deadline_text": (
+        "agent_deadline('soon')",
+        "seconds must be a number >= 0 (virtual seconds), got 'soon'",
+    ),
     "test_deadline_nan": ("agent_deadline(seconds=float('nan'))", "seconds must be a number >= 0"),
     "test_deadline_two_positional": ("agent_deadline(1, 2)", "takes at most 1 positional argument(s)"),
     "test_deadline_twice": ("agent_deadline(5, seconds=6)", "got seconds twice"),
@@ -91,7 +100,9 @@ def _check_misuse_output(pytester: pytest.Pytester, *args: str) -> tuple[int, in
         assert what in line, line
         assert re.search(r"\. Fix: e\.g\. @pytest\.mark\.\w+\(", line), line
         assert any(s.startswith(f"ERROR test_markers.py::{name} - ") for s in out), name
-    inherited = [line for line in out if line.startswith("test_markers.py::TestClassMarker::test_inherited: ")]
+    inherited = [
+        line for line in out if line.startswith("test_markers.py::TestClassMarker::test_inherited: ")
+    ]
     assert len(inherited) == 1 and "@pytest.mark.agent_deadline(-3): seconds must be" in inherited[0]
     return expected, sum(1 for line in out if line.startswith("ERROR test_markers.py::"))
 
@@ -174,4 +185,6 @@ def test_markers_added_at_run_time_still_fail_at_setup(pytester: pytest.Pytester
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*test_one.py::test_late: @pytest.mark.agent_deadline(-2): seconds must be*"])
+    result.stdout.fnmatch_lines(
+        ["*test_one.py::test_late: @pytest.mark.agent_deadline(-2): seconds must be*"]
+    )
