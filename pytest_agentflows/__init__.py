@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         BroadcastError,
         CassetteError,
         RoutingError,
+        SnapshotFileError,
         UnrecordedRequestError,
         UsageError,
     )
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "Reservation": ".budget",
     "Router": ".patterns",
     "RoutingError": ".errors",
+    "SnapshotFileError": ".errors",
     "ScriptedModel": ".scripted",
     "Stage": ".patterns",
     "StalledRequestError": ".faults",
@@ -103,6 +105,7 @@ __all__ = [
     "Router",
     "RoutingError",
     "ScriptedModel",
+    "SnapshotFileError",
     "Stage",
     "StalledRequestError",
     "Supervisor",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,33 +40,123 @@ class FlowOptions:
     """Extra JSON body keys to scrub (ini ``agentflows_redact_body_keys``)."""
 
 
+_FIX = {
+    "agentflow": "e.g. @pytest.mark.agentflow(cassette='my_flow.yaml', record='new', latency='zero')",
+    "agent_budget": "e.g. @pytest.mark.agent_budget(usd=0.50, tokens=20_000) (either cap may be left out)",
+    "agent_deadline": "e.g. @pytest.mark.agent_deadline(120) (virtual seconds)",
+    "agent_faults": "e.g. @pytest.mark.agent_faults(fail={'billing': 'connection'}, status={'search': 429})",
+}
+
+
+def _shown(marker: pytest.Mark) -> str:
+    """The marker as written: ``@pytest.mark.agent_budget(usd=-1)`` (long values shortened)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 40
+    parts = [short.repr(a) for a in marker.args] + [f"{k}={short.repr(v)}" for k, v in marker.kwargs.items()]
+    return f"@pytest.mark.{marker.name}({', '.join(parts)})"
+
+
+def _misuse(item: pytest.Item, marker: pytest.Mark, what: str) -> UsageError:
+    """One line: the test, the marker as written, what is wrong, how to fix it."""
+    what = " ".join(what.split())  # one line whatever the value's repr holds
+    return UsageError(f"{item.nodeid}: {_shown(marker)}: {what}. Fix: {_FIX[marker.name]}")
+
+
 def _marker_kwargs(
     item: pytest.Item, name: str, allowed: tuple[str, ...], positional: tuple[str, ...] = ()
-) -> dict[str, Any]:
+) -> tuple[pytest.Mark | None, dict[str, Any]]:
     marker = item.get_closest_marker(name)
     if marker is None:
-        return {}
+        return None, {}
     if len(marker.args) > len(positional):
-        raise UsageError(
-            f"{item.nodeid}: @pytest.mark.{name} takes at most {len(positional)} positional argument(s)"
-        )
+        raise _misuse(item, marker, f"takes at most {len(positional)} positional argument(s)")
     kwargs = dict(zip(positional, marker.args, strict=False))
-    kwargs.update(marker.kwargs)
+    for key, value in marker.kwargs.items():
+        if key in kwargs:
+            raise _misuse(item, marker, f"got {key} twice (positionally and as a keyword)")
+        kwargs[key] = value
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
-        raise UsageError(
-            f"{item.nodeid}: @pytest.mark.{name} got unknown argument(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(allowed)}"
-        )
-    return kwargs
+        raise _misuse(item, marker, f"unknown argument(s) {', '.join(unknown)}; valid: {', '.join(allowed)}")
+    return marker, kwargs
 
 
-def _positive(value: Any, what: str, item: pytest.Item) -> float | None:
+def _number(
+    item: pytest.Item,
+    marker: pytest.Mark,
+    kwargs: dict[str, Any],
+    key: str,
+    what: str,
+    *,
+    integer: bool = False,
+) -> float | None:
+    value = kwargs.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise UsageError(f"{item.nodeid}: {what} must be a number >= 0, got {value!r}")
+    ok = (
+        not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    )
+    if ok and integer and value != int(value):
+        ok = False
+    if not ok:
+        kind = "a whole number" if integer else "a number"
+        raise _misuse(item, marker, f"{key} must be {kind} >= 0 ({what}), got {value!r}")
     return float(value)
+
+
+def check_markers(item: pytest.Item) -> None:
+    """Check the arguments of this plugin's markers on ``item`` (the closest of each; every agent_faults).
+
+    Raises:
+        UsageError: one line naming the test, the marker as written, what is wrong and how to fix it.
+    """
+    _marker_values(item)
+
+
+def _marker_values(item: pytest.Item) -> dict[str, Any]:
+    marker, flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency"))
+    values: dict[str, Any] = {"cassette": None, "record": None, "latency": "recorded"}
+    if marker is not None:
+        cassette = flow.get("cassette")
+        if cassette is not None and (not isinstance(cassette, str | os.PathLike) or not os.fspath(cassette)):
+            raise _misuse(item, marker, f"cassette must be a file name or path, got {cassette!r}")
+        values["cassette"] = os.fspath(cassette) if cassette is not None else None
+        if "record" in flow and flow["record"] is not None:
+            try:
+                values["record"] = RecordMode.parse(flow["record"], where="record")
+            except UsageError:
+                raise _misuse(
+                    item,
+                    marker,
+                    f"unknown record mode {flow['record']!r}; valid values: "
+                    + ", ".join(m.value for m in RecordMode),
+                ) from None
+        latency = flow.get("latency", "recorded")
+        if latency not in ("recorded", "zero"):
+            raise _misuse(item, marker, f"latency must be 'recorded' or 'zero', got {latency!r}")
+        values["latency"] = latency
+    marker, budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
+    values["usd"] = values["tokens"] = None
+    if marker is not None:
+        values["usd"] = _number(item, marker, budget, "usd", "US dollars")
+        tokens = _number(item, marker, budget, "tokens", "input + output tokens", integer=True)
+        values["tokens"] = int(tokens) if tokens is not None else None
+        if values["usd"] is None and values["tokens"] is None:
+            raise _misuse(item, marker, "sets no cap: give usd= and/or tokens=")
+    marker, deadline = _marker_kwargs(item, "agent_deadline", ("seconds",), positional=("seconds",))
+    values["seconds"] = None
+    if marker is not None:
+        values["seconds"] = _number(item, marker, deadline, "seconds", "virtual seconds")
+        if values["seconds"] is None:
+            raise _misuse(item, marker, "needs the seconds")
+    for marker in item.iter_markers("agent_faults"):
+        from .faults import faults_from_marker
+
+        try:
+            faults_from_marker(marker.args, marker.kwargs)
+        except UsageError as exc:
+            raise _misuse(item, marker, str(exc).removeprefix("agent_faults() ")) from None
+    return values
 
 
 def cassette_name(item: pytest.Item) -> str:
@@ -100,35 +193,23 @@ def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | 
 
 
 def resolve(item: pytest.Item) -> FlowOptions:
-    """Resolve the options of ``item``.
+    """Resolve the options of ``item`` (marker > command line > ini).
 
     Raises:
-        UsageError: for unknown marker arguments or invalid values, listing the valid ones.
+        UsageError: for unknown marker arguments or invalid values (see :func:`check_markers`), or an
+            unknown ini ``agentflows_cassette_format``.
     """
     config = item.config
-    flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency"))
-    budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
-    deadline = _marker_kwargs(item, "agent_deadline", ("seconds",), positional=("seconds",))
+    values = _marker_values(item)
     cli_mode = config.getoption("agentflows_record", None)
-    record = RecordMode.parse(flow.get("record", cli_mode), where=f"{item.nodeid} (record mode)")
-    latency = flow.get("latency", "recorded")
-    if latency not in ("recorded", "zero"):
-        raise UsageError(
-            f"{item.nodeid}: agentflow(latency=...) must be 'recorded' or 'zero', got {latency!r}"
-        )
-    tokens = _positive(budget.get("tokens"), "agent_budget(tokens=...)", item)
-    seconds = _positive(deadline.get("seconds"), "agent_deadline(seconds)", item)
-    if "seconds" in deadline and seconds is None:
-        raise UsageError(
-            f"{item.nodeid}: @pytest.mark.agent_deadline needs the seconds, e.g. agent_deadline(120)"
-        )
+    record = values["record"] or RecordMode.parse(cli_mode, where="--record-agents")
     return FlowOptions(
-        cassette=default_cassette_path(item, config, flow.get("cassette")),
+        cassette=default_cassette_path(item, config, values["cassette"]),
         record=record,
-        latency=latency,
-        budget_usd=_positive(budget.get("usd"), "agent_budget(usd=...)", item),
-        budget_tokens=int(tokens) if tokens is not None else None,
-        deadline_s=seconds,
+        latency=values["latency"],
+        budget_usd=values["usd"],
+        budget_tokens=values["tokens"],
+        deadline_s=values["seconds"],
         redact_headers=tuple(config.getini("agentflows_redact_headers")),
         redact_body_keys=tuple(config.getini("agentflows_redact_body_keys")),
     )

@@ -38,6 +38,26 @@ class CassetteError(AgentflowsError):
         )
 
 
+class SnapshotFileError(AgentflowsError):
+    """A decision-snapshot file (``__snapshots__/<module>.agentflows``) cannot be read.
+
+    Args:
+        path: The snapshot file.
+        where: The place in the file (``"line 12"``, ``"line 3, byte 57"``).
+        reason: What is wrong there.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], where: str, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.where = where
+        self.reason = reason
+        place = f" at {where}" if where else ""
+        super().__init__(
+            f"cannot read snapshot file {self.path}{place}: {reason}. The file was left untouched; "
+            "delete it, then write it again with `pytest --snapshot-update`."
+        )
+
+
 class UnrecordedRequestError(BaseException):
     """A model request has no recorded response, and the record mode forbids going to the network.
 

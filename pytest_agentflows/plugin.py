@@ -6,6 +6,7 @@ syrupy, an SDK nor genai-prices; those load when a test first requests a flow fi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -96,6 +97,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    fmt = config.getini("agentflows_cassette_format")
+    if str(fmt).strip().lower() not in ("yaml", "json", ""):
+        raise pytest.UsageError(
+            f"ini agentflows_cassette_format = {fmt!r} is not a cassette format. "
+            "Fix: set it to yaml (the default) or json."
+        )
     config.stash[ROWS_KEY] = []
     _quiet_looptime_plugin(config)
 
@@ -134,12 +141,42 @@ def _quiet_looptime_plugin(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "looptime: looptime's marker (its plugin is off: pass --looptime)")
 
 
+_MARKER_NAMES = frozenset(("agentflow", "agent_budget", "agent_deadline", "agent_faults"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """A misused marker of ours is a collection error of its test: one line, no traceback, test not run.
+
+    Runs last, on the items left after ``-k``/``-m`` deselection; a test without our markers costs one walk
+    over its markers (nothing is imported).
+    """
+    bad: dict[str, str] = {}
+    for item in items:
+        if not any(m.name in _MARKER_NAMES for m in item.iter_markers()):
+            continue
+        from ._options import check_markers
+        from .errors import UsageError
+
+        try:
+            check_markers(item)
+        except UsageError as exc:
+            bad[item.nodeid] = str(exc)
+    if not bad:
+        return
+    items[:] = [item for item in items if item.nodeid not in bad]
+    for nodeid, message in bad.items():
+        config.hook.pytest_collectreport(report=pytest.CollectReport(nodeid, "failed", message, []))
+
+
 @pytest.fixture
 def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     """The test's :class:`~pytest_agentflows.Flow`, its cassette active (see the ``agentflow`` marker)."""
     from ._options import resolve
     from .cassette._redact import Redactor
-    from .errors import UsageError
+    from .errors import CassetteError, UsageError
     from .flow import Flow
 
     item = request.node
@@ -161,7 +198,14 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     item.stash[FLOW_KEY] = flow
     _RUNNING[item.nodeid] = (item, flow)
     _attach_loop_first(item, flow)
-    with flow.activate():
+    with contextlib.ExitStack() as stack:
+        unreadable = None
+        try:
+            stack.enter_context(flow.activate())
+        except CassetteError as exc:
+            unreadable = exc
+        if unreadable is not None:  # the message names the file and the place: no traceback to read
+            pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
         yield flow
 
 

@@ -8,13 +8,19 @@ unused-snapshot check is quadratic in the number of files.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from syrupy.data import SnapshotCollection
 from syrupy.extensions.amber import AmberSnapshotExtension
+from syrupy.extensions.amber.serializer import AmberDataSerializer, MalformedAmberFile
 
 from . import _yaml_fast
 from ._models import Decision
+from .errors import SnapshotFileError
 
 _FIRST = ("seq", "at", "kind", "agent")
 
@@ -49,6 +55,60 @@ def dump_decisions(decisions: Iterable[Decision | Mapping[str, Any]]) -> str:
     return _yaml_fast.dump([decision_dict(d) for d in decisions])
 
 
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def snapshot_file_problem(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """``(place, reason)`` of what makes a snapshot file unreadable by syrupy's amber reader, or ``None``.
+
+    Checks what the reader raises on (bytes that are not UTF-8, a version marker below the first line, a
+    ``# name:`` marker without a name). A missing or other-version ``# serializer version:`` line is not a
+    problem here: syrupy reports such snapshots as needing regeneration, and ``--snapshot-update`` rewrites
+    them. A missing file is not a problem either (the snapshot does not exist yet).
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return "", f"cannot open the file ({exc.strerror or exc})"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = len(_NEWLINES.findall(raw[: exc.start].decode("utf-8", "replace"))) + 1
+        return f"line {at}, byte {exc.start}", f"not UTF-8 text ({exc.reason})"
+    prefix: str = AmberDataSerializer._marker_prefix
+    markers = AmberDataSerializer.Marker
+    for number, text_line in enumerate(_NEWLINES.split(text), start=1):
+        if not text_line.startswith(prefix):
+            continue
+        key, _, value = text_line[len(prefix) :].partition(":")
+        key = key.rstrip(" \r\n")
+        if key == markers.Version and number > 1:
+            return f"line {number}", "the '# serializer version:' marker must be the first line"
+        if key == markers.Name and not value.strip():
+            return f"line {number}", "a '# name:' marker without a snapshot name"
+    return None
+
+
+class _TolerantAmberSerializer(AmberDataSerializer):
+    """syrupy's amber reader, except that an unreadable file reads as an empty collection to regenerate.
+
+    syrupy reads every snapshot file at the end of the session (unused-snapshot report, merging on write);
+    an unreadable file must not crash that. The assertion itself reports the file and the place (see
+    :meth:`DecisionLogExtension.read_snapshot_data_from_location`).
+    """
+
+    @classmethod
+    def read_file(cls, filepath: str) -> SnapshotCollection:
+        try:
+            return super().read_file(filepath)
+        except (UnicodeDecodeError, MalformedAmberFile, OSError):
+            collection = SnapshotCollection(location=filepath)
+            collection.tainted = True
+            return collection
+
+
 class DecisionLogExtension(AmberSnapshotExtension):
     """syrupy extension: ``assert agentflow.decisions == decision_snapshot``.
 
@@ -57,6 +117,20 @@ class DecisionLogExtension(AmberSnapshotExtension):
     """
 
     file_extension = "agentflows"
+    serializer_class = _TolerantAmberSerializer
+
+    def read_snapshot_data_from_location(
+        self, snapshot_location: str, snapshot_name: str, session_id: str
+    ) -> Any:
+        """syrupy's read, after checking that the file is readable.
+
+        Raises:
+            SnapshotFileError: the snapshot file cannot be read; names the file and the line.
+        """
+        problem = snapshot_file_problem(snapshot_location)
+        if problem is not None:
+            raise SnapshotFileError(snapshot_location, *problem)
+        return super().read_snapshot_data_from_location(snapshot_location, snapshot_name, session_id)
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
         decisions = getattr(data, "decisions", data)

@@ -106,8 +106,8 @@ def test_marker_typos_are_usage_errors(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines_random(
         [
-            "*agent_budget got unknown argument(s) dollars; valid: usd, tokens*",
-            "*agent_deadline(seconds) must be a number >= 0, got -5*",
+            "*@pytest.mark.agent_budget(dollars=1): unknown argument(s) dollars; valid: usd, tokens*",
+            "*@pytest.mark.agent_deadline(-5): seconds must be a number >= 0 (virtual seconds), got -5*",
         ]
     )
 

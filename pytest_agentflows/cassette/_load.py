@@ -28,6 +28,7 @@ from .._models import ModelCall, Usage
 from ..errors import CassetteError
 from ..providers import call_from_normalised, parse_normalised
 from ..providers._body import BodyError, json_or_none, normalise_request, normalise_response
+from ._store import syntax_error_place, syntax_error_reason
 
 __all__ = ["Cassette", "Interaction", "load_cassette"]
 
@@ -146,7 +147,9 @@ def _read(path: Path) -> Any:
                 path, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON ({exc.msg})"
             ) from None
         except (ValueError, RecursionError) as exc:  # bad UTF-8, too deep
-            raise CassetteError(path, "", f"invalid JSON ({exc})") from None
+            raise CassetteError(
+                path, syntax_error_place(exc), f"invalid JSON ({syntax_error_reason(exc)})"
+            ) from None
     return _read_yaml(path, raw)
 
 
@@ -163,8 +166,10 @@ def _read_yaml(path: Path, raw: bytes) -> Any:
         if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
             problem += " (only plain YAML and !!binary are read: python object tags are refused)"
         raise CassetteError(path, where, f"invalid YAML: {problem}") from None
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        raise CassetteError(path, "", f"invalid YAML ({exc})") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:  # ReaderError: a character YAML refuses
+        raise CassetteError(
+            path, syntax_error_place(exc), f"invalid YAML ({syntax_error_reason(exc)})"
+        ) from None
 
 
 def _pairs(path: Path, data: Any) -> list[tuple[str, str, Any, Any]]:

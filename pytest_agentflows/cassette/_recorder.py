@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import os
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any, Protocol
 from vcr.cassette import Cassette as _VcrCassette
 
 from .._context import current_agent
-from ..errors import UnrecordedRequestError
+from ..errors import CassetteError, UnrecordedRequestError
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
 from ._redact import Redactor
@@ -108,19 +109,30 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self.recorded_count = 0
         self.misses: list[UnrecordedRequestError] = []
         self._loading = False
+        self._load_index = 0
         self._recorded_order: dict[int, tuple[float, str]] = {}
         super().__init__(path, **kwargs)
 
     # -- index -------------------------------------------------------------------------------------------
     def _load(self) -> None:
         self._loading = True
+        self._load_index = 0
         try:
             super()._load()
+            self._queues = {}
+            for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
+                self._load_index = index
+                self._queues.setdefault(self._key(request, redacted=True), deque()).append(index)
+        except (CassetteError, UnrecordedRequestError):
+            raise
+        except Exception as exc:  # the persister checked every field: a safety net naming the place
+            raise CassetteError(
+                self._path,
+                f"interactions[{self._load_index}]",
+                f"cannot load it ({type(exc).__name__}: {exc})",
+            ) from None
         finally:
             self._loading = False
-        self._queues = {}
-        for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
-            self._queues.setdefault(self._key(request, redacted=True), deque()).append(index)
 
     def _key(self, request: Any, *, redacted: bool = False) -> RequestKey:
         """The index key of ``request``; a live request (``redacted=False``) is scrubbed first.
@@ -262,12 +274,50 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         """
         request = self._before_record_request(request)
         if not request:
+            self._load_index += 1
             return
-        response = self._before_record_response(response)
+        try:
+            response = self._before_record_response(response)
+        except (OSError, EOFError, zlib.error) as exc:  # vcrpy's decode_response on a corrupt body
+            raise CassetteError(
+                self._path,
+                f"interactions[{self._load_index}].response.body.string",
+                f"the compressed body does not decompress ({exc})",
+            ) from None
+        if response is not None:
+            self._check_still_encoded(response)
+        self._load_index += 1
         if response is None:
             return
         self.data.append((request, response))
         self.dirty = True
+
+    def _check_still_encoded(self, response: dict[str, Any]) -> None:
+        """A body vcrpy left encoded (``br``, or a coding it does not know) must decode as the client will.
+
+        Raises:
+            CassetteError: the body does not decompress by its ``Content-Encoding``.
+        """
+        headers = response.get("headers") or {}
+        codings = [
+            c.strip().lower()
+            for name, values in headers.items()
+            if name.lower() == "content-encoding"
+            for value in values
+            for c in str(value).split(",")
+            if c.strip()
+        ]
+        if not codings:
+            return
+        from ..providers._body import BodyError, _decode_content
+
+        body = response.get("body", {}).get("string", b"")
+        try:
+            _decode_content(body if isinstance(body, bytes) else str(body).encode(), codings, "")
+        except BodyError as exc:
+            raise CassetteError(
+                self._path, f"interactions[{self._load_index}].response.body.string", exc.reason
+            ) from None
 
     def _notify(self, exchange: Exchange) -> None:
         slot = _exchange.get()

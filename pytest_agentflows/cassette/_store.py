@@ -9,6 +9,7 @@ place instead, and writes to a temporary file in the same directory that replace
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -52,32 +53,191 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _normalise_body(part: dict[str, Any], path: str, where: str) -> None:
+def syntax_error_place(exc: BaseException) -> str:
+    """``"line L, column C"`` (or ``"byte N"``) of a YAML or JSON syntax error, ``""`` when unknown."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start}"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+    position = getattr(exc, "position", None)  # yaml.reader.ReaderError: a character YAML refuses
+    if isinstance(position, int) and position >= 0:
+        return f"byte {position}"
+    return ""
+
+
+def syntax_error_reason(exc: BaseException) -> str:
+    """What a YAML or JSON syntax error says, without the parser's own position report."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if problem:
+        return str(problem)
+    reason = getattr(exc, "reason", None)  # ReaderError, UnicodeDecodeError
+    if reason:
+        return str(reason)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _text(value: Any, path: str, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise CassetteError(path, where, f"text that is not encodable as UTF-8 ({exc.reason})") from None
+    elif not isinstance(value, bytes | bytearray):
+        raise CassetteError(path, where, f"expected text or !!binary bytes, found {type(value).__name__}")
+
+
+def _normalise_headers(part: dict[str, Any], path: str, where: str, *, response: bool) -> None:
+    """``headers`` as ``{str: [str, ...]}``: a single value becomes a list, numbers and bytes become text.
+
+    Response header values must be ASCII: the replayed response goes through the HTTP client's own header
+    parser (httpx refuses anything else).
+    """
+    raw = part.get("headers")
+    if raw is None:
+        part["headers"] = {}
+        return
+    if not isinstance(raw, dict):
+        raise CassetteError(path, f"{where}.headers", f"expected a mapping, found {type(raw).__name__}")
+    headers: dict[str, list[str]] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name or (response and not name.isascii()):
+            raise CassetteError(path, f"{where}.headers", f"header name {name!r} is not ASCII text")
+        values = value if isinstance(value, list) else [value]
+        out = []
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, str | bytes | int | float):
+                raise CassetteError(
+                    path,
+                    f"{where}.headers.{name}",
+                    f"expected text or a list of text, found {type(item).__name__}",
+                )
+            text = item.decode("latin-1") if isinstance(item, bytes) else str(item)
+            _text(text, path, f"{where}.headers.{name}")
+            if response and not text.isascii():
+                raise CassetteError(
+                    path,
+                    f"{where}.headers.{name}",
+                    f"{text[:40]!r} is not ASCII, which HTTP clients refuse in a replayed response "
+                    "(re-record it, or edit the value)",
+                )
+            out.append(text)
+        headers[name] = out
+    encodings = [name for name in headers if name.lower() == "content-encoding"]
+    if response and len(encodings) > 1:  # which one the client decodes by is anyone's guess
+        raise CassetteError(
+            path, f"{where}.headers", f"Content-Encoding given {len(encodings)} times: {encodings}"
+        )
+    part["headers"] = headers
+
+
+def _normalise_body(part: dict[str, Any], path: str, where: str, *, response: bool) -> None:
     if "body" not in part and "parsed_body" in part:  # pydantic-ai's serializer
-        part["body"] = {"string": json.dumps(part.pop("parsed_body"))}
+        try:
+            part["body"] = {"string": json.dumps(part.pop("parsed_body"), default=_json_default)}
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise CassetteError(path, f"{where}.parsed_body", f"cannot turn it into JSON ({exc})") from None
     elif "body" not in part and "content" in part:  # old vcrpy httpx cassettes
         part["body"] = {"string": part.pop("content")}
     body = part.get("body")
-    if isinstance(body, dict) and "string" not in body:
-        raise CassetteError(path, f"{where}.body", "a body mapping needs a 'string' key")
+    if isinstance(body, dict):
+        if "string" not in body:
+            raise CassetteError(path, f"{where}.body", "a body mapping needs a 'string' key")
+        if body["string"] is None:
+            body["string"] = ""
+        _text(body["string"], path, f"{where}.body.string")
+    elif body is None:
+        if response:
+            part["body"] = {"string": ""}
+        else:
+            part["body"] = None
+    else:
+        _text(body, path, f"{where}.body")
+        if response:
+            part["body"] = {"string": body}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _normalise_status(resp: dict[str, Any], path: str, where: str) -> None:
+    """``status`` as ``{"code": int 100-599, "message": ASCII text}`` (also from the old ``status_code``)."""
+    status = resp.get("status")
+    if status is None and "status_code" in resp:  # old vcrpy httpx cassettes
+        status = resp["status"] = {"code": resp.pop("status_code"), "message": ""}
+    if not isinstance(status, dict) or "code" not in status:
+        raise CassetteError(path, f"{where}.status", "needs a mapping with 'code'")
+    code = status["code"]
+    if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+        raise CassetteError(path, f"{where}.status.code", f"expected an HTTP status code, found {code!r}")
+    message = status.get("message")
+    if message is None:
+        message = status["message"] = ""
+    if not isinstance(message, str) or not message.isascii():
+        raise CassetteError(
+            path, f"{where}.status.message", f"expected an ASCII reason phrase, found {message!r}"
+        )
+
+
+def _check_metadata(resp: dict[str, Any], path: str, where: str) -> None:
+    meta = resp.get("agentflows")
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise CassetteError(path, f"{where}.agentflows", f"expected a mapping, found {type(meta).__name__}")
+    agent = meta.get("agent")
+    if agent is not None and not isinstance(agent, str):
+        raise CassetteError(path, f"{where}.agentflows.agent", f"expected a string or null, found {agent!r}")
+    latency = meta.get("latency_s")
+    if latency is not None and (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not math.isfinite(latency)
+        or latency < 0
+    ):
+        raise CassetteError(
+            path,
+            f"{where}.agentflows.latency_s",
+            f"expected a non-negative number of seconds, found {latency!r}",
+        )
 
 
 def parse_cassette(text: str, path: str) -> dict[str, Any]:
     """Parse and validate vcrpy cassette ``text`` into a dict with an ``interactions`` list.
 
+    Every field vcrpy and the replay use is checked for its type (and normalised: single header values
+    become lists, a missing response body an empty one), so that a cassette that loads also replays.
+
     Raises:
-        CassetteError: naming ``path`` and the place of the first problem.
+        CassetteError: naming ``path`` and the place of the first problem (line and column for syntax
+            errors, ``interactions[i].field`` for the rest).
     """
+    import yaml
     from vcr.serializers import yamlserializer
 
     try:
         data = json.loads(text) if path.endswith(".json") else yamlserializer.deserialize(text)
-    except Exception as exc:  # yaml.YAMLError, ValueError, constructor errors
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise CassetteError(path, where, f"not valid YAML/JSON ({type(exc).__name__}: {exc})") from exc
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        fmt = "JSON" if path.endswith(".json") else "YAML"
+        raise CassetteError(
+            path, syntax_error_place(exc), f"invalid {fmt}: {syntax_error_reason(exc)}"
+        ) from None
     if not isinstance(data, dict):
         raise CassetteError(path, "top level", f"expected a mapping, found {type(data).__name__}")
+    version = data.get("version", 1)
+    if version != 1 or isinstance(version, bool):
+        raise CassetteError(
+            path, "version", f"unsupported cassette format version {version!r} (vcrpy writes 1)"
+        )
     interactions = data.get("interactions")
     if not isinstance(interactions, list):
         raise CassetteError(path, "top level", "no 'interactions' list (is this a vcrpy cassette?)")
@@ -86,18 +246,23 @@ def parse_cassette(text: str, path: str) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise CassetteError(path, where, "an interaction must be a mapping")
         req, resp = item.get("request"), item.get("response")
-        if not isinstance(req, dict) or not isinstance(req.get("uri"), str) or not req.get("method"):
+        if not isinstance(req, dict):
             raise CassetteError(path, f"{where}.request", "needs a mapping with 'method' and 'uri'")
+        for key in ("method", "uri"):
+            if not isinstance(req.get(key), str) or not req[key]:
+                raise CassetteError(path, f"{where}.request.{key}", f"missing or not text: {req.get(key)!r}")
+            _text(req[key], path, f"{where}.request.{key}")
         if not isinstance(resp, dict):
             raise CassetteError(path, f"{where}.response", "needs a mapping")
-        status = resp.get("status")
-        if "status_code" not in resp and (not isinstance(status, dict) or "code" not in status):
-            raise CassetteError(path, f"{where}.response.status", "needs a mapping with 'code'")
-        _normalise_body(req, path, f"{where}.request")
-        _normalise_body(resp, path, f"{where}.response")
-        req.setdefault("headers", {})
-        req.setdefault("body", None)
-        resp.setdefault("headers", {})
+        _normalise_status(resp, path, f"{where}.response")
+        _normalise_headers(req, path, f"{where}.request", response=False)
+        _normalise_headers(resp, path, f"{where}.response", response=True)
+        _normalise_body(req, path, f"{where}.request", response=False)
+        _normalise_body(resp, path, f"{where}.response", response=True)
+        _check_metadata(resp, path, f"{where}.response")
+        unknown = sorted(set(req) - {"method", "uri", "headers", "body"})
+        if unknown:  # vcrpy's Request(**request) takes exactly these
+            raise CassetteError(path, f"{where}.request", f"unknown key(s) {', '.join(map(repr, unknown))}")
     return data
 
 
@@ -123,10 +288,17 @@ class AtomicPersister:
             raise CassetteNotFoundError() from None
         except OSError as exc:
             raise CassetteError(path, "", f"cannot open the file ({exc})") from exc
+        if raw.startswith(b"\x1f\x8b"):
+            raise CassetteError(
+                path,
+                "",
+                "the file is gzip-compressed; the agentflow fixture replays plain .yaml/.json cassettes "
+                "(decompress it with gunzip; load_cassette() reads it as it is)",
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise CassetteError(path, f"byte {exc.start}", "not UTF-8 text") from exc
+            raise CassetteError(path, f"byte {exc.start}", f"not UTF-8 text ({exc.reason})") from None
         if not text.strip():
             raise CassetteNotFoundError()
         data = parse_cassette(text, path)
@@ -135,8 +307,8 @@ class AtomicPersister:
             try:
                 requests.append(Request._from_dict(item["request"]))
                 responses.append(compat.convert_to_bytes(item["response"]))
-            except Exception as exc:
-                raise CassetteError(path, f"interactions[{i}]", f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # parse_cassette checked the types: a safety net
+                raise CassetteError(path, f"interactions[{i}]", f"{type(exc).__name__}: {exc}") from None
         if data.get("metadata"):
             return requests, responses, data["metadata"]
         return requests, responses
