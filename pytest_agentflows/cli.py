@@ -156,7 +156,8 @@ INSPECT_COLUMNS = (
 
 def _request_label(method: str, uri: str, status: int) -> str:
     parts = urlsplit(uri)
-    return f"{method} {parts.netloc}{parts.path or '/'} {status}"  # no query: it may hold a key
+    host = parts.netloc.rsplit("@", 1)[-1]  # never user:password@ (a cassette not recorded by us)
+    return f"{method} {host}{parts.path or '/'} {status}"  # no query: it may hold a key
 
 
 def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -309,7 +310,14 @@ def _scrub_parsed_body(redactor: Any, part: dict[str, Any]) -> None:
 
 
 def _redact_data(data: Any, redactor: Any) -> None:
-    for request, response in _pairs(data):
+    pairs = _pairs(data)
+    for request, response in pairs:  # first learn every secret header's value: bodies may echo them
+        for part in (request, response):
+            if isinstance(part.get("headers"), dict):
+                redactor.learn_headers(part["headers"])
+        if isinstance(request.get("uri"), str):
+            redactor.learn_url(request["uri"])
+    for request, response in pairs:
         redactor.request_dict(request)
         _scrub_parsed_body(redactor, request)
         request["body"] = _scrub_gzip(redactor, request.get("body")) if "body" in request else None

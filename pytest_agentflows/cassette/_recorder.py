@@ -128,17 +128,20 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         Only the URL and the body take part in a key, so only they are scrubbed (the same functions the
         ``before_record_request`` hook applies). Keys of live requests are memoised by content: vcrpy asks
         ``can_play_response_for`` and then ``play_response`` for the same request (the async wrapper once
-        more), and the redactor is a pure function of its configuration.
+        more); the memo is cleared whenever the redactor learns a new secret value from a live request's
+        headers or URL (or the environment changes), the only times its output changes.
         """
         if redacted:
             return request_key(
                 request.method, request.uri, request.body_bytes, secret_query=self.redactor.query_keys
             )
+        redactor = self.redactor
+        if redactor.learn(request):  # a secret header's value is masked in the body below too
+            self._key_memo.clear()
         body = request.body_bytes
         memo_key = (request.method, request.uri, body)
         key = self._key_memo.get(memo_key)
         if key is None:
-            redactor = self.redactor
             key = request_key(
                 request.method,
                 redactor.scrub_url(request.uri),
