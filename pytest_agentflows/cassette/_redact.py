@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "<REDACTED>"
 
@@ -63,6 +63,13 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[tuple[str, st
     env = os.environ if environ is None else environ
     found = [(k, v) for k, v in env.items() if _ENV_NAME.search(k) and len(v) >= MIN_SECRET_LEN]
     return tuple(sorted(found, key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+def secret_forms(value: str) -> list[str]:
+    """The ways ``value`` is written in text: as is, URL-quoted (a path or query segment, a form body,
+    with ``+`` for spaces or not) and JSON with an escaped ``/`` (some servers write ``\\/``)."""
+    forms = [value, quote(value, safe=""), quote(value), quote_plus(value), value.replace("/", "\\/")]
+    return list(dict.fromkeys(forms))
 
 
 def header_secret_values(name: str, value: str) -> list[str]:
@@ -161,16 +168,31 @@ class Redactor:
         self._headers = frozenset(h.lower() for h in self.headers)
         self._body_keys = frozenset(self.body_keys)
         self.query_keys = BUILTIN_QUERY | frozenset(q.lower() for q in self.query)
-        self._env = env_secrets(self.environ)
         self._lock = threading.Lock()
-        self._learned: tuple[str, ...] = ()  # longest first; replaced whole (copy on write) under _lock
-        self._known: frozenset[str] = frozenset()
+        self._known: frozenset[str] = frozenset()  # learned values
+        self._env = env_secrets(self.environ)
+        self._patterns: tuple[tuple[str, str, bool], ...] = ()  # (form, replacement, from env)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Recompute the text patterns (copy on write: scrubbing threads keep the tuple they read)."""
+        patterns: dict[str, tuple[str, bool]] = {}
+        for name, value in self._env:
+            for form in secret_forms(value):
+                patterns.setdefault(form, (f"<REDACTED:{name}>", True))
+        for value in self._known:
+            for form in secret_forms(value):
+                patterns.setdefault(form, (REDACTED, False))
+        self._patterns = tuple(
+            (form, repl, env)
+            for form, (repl, env) in sorted(patterns.items(), key=lambda p: (-len(p[0]), not p[1][1], p[0]))
+        )
 
     # -- learning ----------------------------------------------------------------------------------------
     @property
     def has_secrets(self) -> bool:
         """Whether any secret value (environment or learned) is searched for in text."""
-        return bool(self._env or self._learned)
+        return bool(self._patterns)
 
     def remember(self, values: Iterable[str]) -> bool:
         """Search for ``values`` (8+ characters each) in all text from now on; ``True`` if one is new."""
@@ -178,9 +200,8 @@ class Redactor:
         if not new:
             return False
         with self._lock:
-            known = self._known | new
-            self._known = known
-            self._learned = tuple(sorted(known, key=lambda v: (-len(v), v)))
+            self._known = self._known | new
+            self._rebuild()
         return True
 
     def refresh_env(self) -> bool:
@@ -188,7 +209,9 @@ class Redactor:
         env = env_secrets(self.environ)
         if env == self._env:
             return False
-        self._env = env
+        with self._lock:
+            self._env = env
+            self._rebuild()
         return True
 
     def learn(self, request: Any) -> bool:
@@ -214,7 +237,7 @@ class Redactor:
         parts = urlsplit(uri)
         values: list[str] = []
         if "@" in parts.netloc:
-            values += [parts.password or "", parts.username or ""]
+            values += [unquote(parts.password or ""), unquote(parts.username or "")]
         if parts.query:
             values += [v for k, v in parse_qsl(parts.query) if k.lower() in self.query_keys]
         return self.remember(values) if values else False
@@ -222,15 +245,15 @@ class Redactor:
     # -- strings and bodies ------------------------------------------------------------------------------
     def scrub_text(self, text: str) -> str:
         """``text`` with secret environment values replaced by ``<REDACTED:NAME>`` and learned secret
-        values (see the module docstring) by ``<REDACTED>``."""
-        for name, value in self._env:
-            if value in text:
-                self.report.env_values += text.count(value)
-                text = text.replace(value, f"<REDACTED:{name}>")
-        for value in self._learned:
-            if value in text:
-                self.report.echoed_values += text.count(value)
-                text = text.replace(value, REDACTED)
+        values (see the module docstring) by ``<REDACTED>``, each also in its encoded forms
+        (:func:`secret_forms`)."""
+        for form, replacement, from_env in self._patterns:
+            if form in text:
+                if from_env:
+                    self.report.env_values += text.count(form)
+                else:
+                    self.report.echoed_values += text.count(form)
+                text = text.replace(form, replacement)
         return text
 
     def scrub_value(self, value: Any) -> Any:
@@ -288,7 +311,7 @@ class Redactor:
         """
         parts = urlsplit(uri)
         if "@" in parts.netloc:
-            self.remember([parts.password or "", parts.username or ""])
+            self.learn_url(uri)
             self.report.url_credentials += 1
             parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
             uri = urlunsplit(parts)
@@ -296,7 +319,7 @@ class Redactor:
             pairs = parse_qsl(parts.query, keep_blank_values=True)
             kept = [(k, v) for k, v in pairs if k.lower() not in self.query_keys]
             if len(kept) != len(pairs):
-                self.remember(v for k, v in pairs if k.lower() in self.query_keys)
+                self.remember([v for k, v in pairs if k.lower() in self.query_keys])
                 self.report.query_params += len(pairs) - len(kept)
                 uri = urlunsplit(parts._replace(query=urlencode(kept)))
         return self.scrub_text(uri)

@@ -22,12 +22,13 @@ import gzip
 import io
 import json
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, ClassVar
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
@@ -60,9 +61,11 @@ CHANNELS = (
     "sse_stream",  # the key in a streamed (SSE) response
     "gzip_response",  # a gzip-compressed response body holding the key
     "odd_case_header",  # X-API-KEY / AuThOrIzAtIoN request headers
-    "odd_case_response_header",  # OpenAI-ORGANIZATION / X-Api-KEY response headers
+    "odd_case_response_header",  # OpenAI-ORGANIZATION / X-Api-KEY (and a plain X-Echo) response headers
     "echoed_headers",  # an httpbin-like endpoint echoing the request headers in its JSON body
     "miss_diff",  # the key in the body of an unrecorded request (UnrecordedRequestError's diff)
+    "async_bearer",  # AsyncOpenAI: the async recording path, the key echoed back
+    "goog_api_key",  # x-goog-api-key
 )
 USER_OWNED = "user_owned"  # in a user's failing assertion: pytest prints it, we must not store it
 
@@ -78,8 +81,9 @@ agentflows_redact_headers = x-team-secret
 
 # The inner test module reads its canaries from AF_CANARIES (a name no secret rule matches), so neither its
 # source nor pytest's tracebacks of it hold a canary: every hit found later was written by someone else.
-INNER = '''
+INNER = """
 import json, os
+from urllib.parse import quote
 import anthropic, httpx, openai, pytest, requests
 
 C = json.loads(os.environ["AF_CANARIES"])
@@ -107,7 +111,7 @@ def oai(key="sk-test-plain-0000", base=OAI, **kw):
 def test_sdk_headers(agentflow):
     with agentflow.agent("openai"):
         oai(C["bearer"], organization=C["openai_org"], project=C["openai_project"],
-            default_headers={"X-Team-Secret": C["ini_header"]},
+            default_headers={"X-Team-Secret": C["ini_header"], "x-goog-api-key": C["goog_api_key"]},
             default_query={"key": C["query_key"]}).chat.completions.create(model="gpt-4o-mini", messages=MSG)
     with agentflow.agent("claude"):
         CLIENTS.append(anthropic.Anthropic(base_url=ANT, api_key=C["x_api_key"], max_retries=0,
@@ -122,9 +126,9 @@ def test_raw_clients(agentflow):
         client.post(OAI + "/chat/completions?api_key=" + C["query_api_key"], json=RAW)
     requests.post(OAI + "/chat/completions", json=RAW,
                   headers={"X-API-KEY": C["odd_case_header"], "AuThOrIzAtIoN": "Bearer " + C["odd_case_header"]})
-    host = OAI.split("://", 1)[1]
-    httpx.post(f"http://user:{C['basic_auth_url']}@{host}/chat/completions", json=RAW)
-    requests.post(f"http://user:{C['basic_auth_url']}@{host}/chat/completions", json=RAW)
+    url = f"http://user:{quote(C['basic_auth_url'], safe='')}@{OAI.split('://', 1)[1]}/chat/completions"
+    httpx.post(url, json=RAW)
+    requests.post(url, json=RAW)
     assert len(agentflow.calls) == 5
 
 
@@ -172,6 +176,16 @@ def test_edge(agentflow, decision_snapshot):
     assert agentflow.decisions == decision_snapshot
 
 
+async def test_async(agentflow):
+    key = C["async_bearer"]
+    client = openai.AsyncOpenAI(base_url=OAI, api_key=key, max_retries=0)
+    try:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a " + key}])
+    finally:
+        await client.close()
+    assert len(agentflow.calls) == 1
+
+
 def test_miss(agentflow):
     key = C["miss_diff"]
     word = "first" if PHASE == "record" else "second"
@@ -181,19 +195,38 @@ def test_miss(agentflow):
 
 def test_user_failure(agentflow):
     assert PHASE == "never", "the user's own message quotes " + C["user_owned"]
-'''
+"""
 
-PASSING = ("test_sdk_headers", "test_raw_clients", "test_echoes", "test_env_values", "test_edge")
+PASSING = (
+    "test_sdk_headers",
+    "test_raw_clients",
+    "test_echoes",
+    "test_env_values",
+    "test_edge",
+    "test_async",
+)
 
 
-def _canary() -> str:
-    return f"sk-canary-{secrets.token_hex(12)}"
+CANARY_STYLES: dict[str, Callable[[], str]] = {  # each under 56 characters: the echo keeps 60
+    "hex": lambda: f"sk-canary-{secrets.token_hex(12)}",
+    "project": lambda: f"sk-proj-canary{secrets.token_urlsafe(24)}",  # '-' and '_'
+    # standard base64 ('+', '/', '='): URL-quoted in queries and paths
+    "base64": lambda: "cAnArY" + base64.b64encode(secrets.token_bytes(19)).decode(),
+    "uuid": lambda: "ca1a2b3c-{}-4{}a-8{}b-{}".format(*(secrets.token_hex(n) for n in (2, 1, 1, 6))),
+    "jwt": lambda: f"eyJhbGciOiJIUzI1NiJ9.{secrets.token_urlsafe(12)}.{secrets.token_urlsafe(8)}",
+}
+
+
+def make_canaries(names: tuple[str, ...], offset: int = 0) -> dict[str, str]:
+    """One fresh canary per name, the styles of :data:`CANARY_STYLES` taken in turn from ``offset``."""
+    styles = list(CANARY_STYLES.values())
+    return {name: styles[(i + offset) % len(styles)]() for i, name in enumerate(names)}
 
 
 # -- a tiny local edge server: what the model server cannot be made to answer -----------------------------
 class _EdgeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    canaries: dict[str, str] = {}
+    canaries: ClassVar[dict[str, str]] = {}
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -233,7 +266,7 @@ class _EdgeHandler(BaseHTTPRequestHandler):
             self._send(200, body, [("Content-Encoding", "gzip")])
         elif path == "/headers":
             key = self.headers.get("x-api-key") or ""
-            self._send(200, b"{}", [("OpenAI-ORGANIZATION", key), ("X-Api-KEY", key)])
+            self._send(200, b"{}", [("OpenAI-ORGANIZATION", key), ("X-Api-KEY", key), ("X-Echo", key)])
         else:  # /anything, /whoami: httpbin-like, the request headers echoed in the body
             self._send(200, json.dumps({"headers": dict(self.headers.items())}).encode())
 
@@ -262,6 +295,8 @@ def forms(canary: str) -> dict[str, str]:
     return {
         "raw": canary,
         "url": quote(canary, safe=""),
+        "url_path": quote(canary),
+        "url_plus": quote_plus(canary),
         "base64": base64.b64encode(canary.encode()).decode(),
         "base64_basic": base64.b64encode(f"user:{canary}".encode()).decode(),
     }
@@ -292,9 +327,11 @@ def scan(texts: dict[str, str], canaries: dict[str, str]) -> list[tuple[str, str
     hits = []
     for where, text in texts.items():
         for channel, canary in canaries.items():
+            seen = set()
             for form, value in forms(canary).items():
-                if value in text:
+                if value not in seen and value in text:
                     hits.append((where, channel, form))
+                seen.add(value)
     return hits
 
 
@@ -326,9 +363,15 @@ def run_matrix(
     go_offline: Callable[[], None],
     *,
     cassette_format: str = "yaml",
+    offset: int = 0,
 ) -> dict[str, Any]:
-    """Record, then replay offline, one inner session each; return what was searched and found."""
-    canaries = {name: _canary() for name in (*CHANNELS, USER_OWNED)}
+    """Record, then replay offline, one inner session each; return what was searched and found.
+
+    Channel ``i`` gets a canary of style ``(i + offset) % len(CANARY_STYLES)``.
+    """
+    canaries = make_canaries((*CHANNELS, USER_OWNED), offset)
+    for old in pytester.path.iterdir():  # a fresh directory for each round
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     pytester.makeini(INI + f"agentflows_cassette_format = {cassette_format}\n")
     pytester.makepyfile(test_inner=INNER)
     monkeypatch.setenv("AF_CANARIES", json.dumps(canaries))
@@ -358,10 +401,10 @@ def run_matrix(
     assert "nearest recorded request body" in outputs["stdout:replay"]
 
     cassettes = sorted(str(p) for p in (pytester.path / "cassettes").rglob(f"*.{cassette_format}"))
-    assert len(cassettes) == 6, cassettes
+    assert len(cassettes) == len(PASSING) + 1, cassettes
     outputs["agentflows inspect"] = _cli("inspect", *cassettes)
     outputs["agentflows redact --check"] = _cli("redact", "--check", "--header", "x-team-secret", *cassettes)
-    assert "6 files, 0 would change" in outputs["agentflows redact --check"]
+    assert f"{len(cassettes)} files, 0 would change" in outputs["agentflows redact --check"]
 
     files = written_texts(pytester.path)
     ours = {k: v for k, v in files.items() if not Path(k.split("#")[0]).name.startswith("junit-")}
@@ -397,3 +440,35 @@ def test_secret_matrix_light(
         hits=len(found["hits"]),
     )
     assert found["hits"] == [], "\n".join(map(str, found["hits"]))
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("cassette_format", ["yaml", "json"])
+def test_secret_matrix_stress(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
+    figures: Callable[..., None],
+    cassette_format: str,
+) -> None:
+    """Every channel meets every canary style (one round per style), in YAML and JSON cassettes."""
+    canaries = files = texts = 0
+    hits: list[tuple[str, str, str]] = []
+    for offset in range(len(CANARY_STYLES)):
+        found = run_matrix(pytester, monkeypatch, go_offline, cassette_format=cassette_format, offset=offset)
+        canaries += found["canaries"]
+        files += found["files"]
+        texts += found["texts"]
+        hits += found["hits"]
+    figures(
+        cassette_format=cassette_format,
+        rounds=len(CANARY_STYLES),
+        canaries_tried=canaries,
+        channels=len(CHANNELS),
+        canary_styles=len(CANARY_STYLES),
+        forms_per_canary=len(forms("x")),
+        files_scanned=files,
+        texts_scanned=texts,
+        hits=len(hits),
+    )
+    assert hits == [], "\n".join(map(str, hits))
