@@ -46,6 +46,7 @@ BUILTIN_HEADERS = frozenset(
 )
 BUILTIN_QUERY = frozenset({"key", "api_key", "api-key", "access_token", "token"})
 _ENV_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+_ENV_TAILS = frozenset({"KEY", "KEN", "RET", "ORD"})  # cheap filter before the regular expression
 MIN_SECRET_LEN = 8
 """Shorter values are not searched for in text (``"1"`` or ``"true"`` would be replaced everywhere)."""
 _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
@@ -61,7 +62,11 @@ def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
 def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
     """``(name, value)`` of environment variables that hold secrets by their name (longest value first)."""
     env = os.environ if environ is None else environ
-    found = [(k, v) for k, v in env.items() if _ENV_NAME.search(k) and len(v) >= MIN_SECRET_LEN]
+    found = [
+        (k, v)
+        for k, v in env.items()
+        if k[-3:].upper() in _ENV_TAILS and _ENV_NAME.search(k) and len(v) >= MIN_SECRET_LEN
+    ]
     return tuple(sorted(found, key=lambda kv: (-len(kv[1]), kv[0])))
 
 
@@ -75,25 +80,24 @@ def secret_forms(value: str) -> list[str]:
 def header_secret_values(name: str, value: str) -> list[str]:
     """The secret values a secret header carries, to be searched for elsewhere (8+ characters each).
 
-    ``Authorization: Bearer <token>`` gives the token (a ``Basic`` one also its decoded password), each
-    cookie of ``Cookie`` / ``Set-Cookie`` its value, any other header its whole value.
+    ``Authorization: Bearer <token>`` gives the token (a ``Basic`` one also its decoded user and password),
+    each cookie of ``Cookie`` / ``Set-Cookie`` its value, any other header its whole value.
     """
     low, value = name.lower(), value.strip()
     found = [value]
     if low in ("authorization", "proxy-authorization") and " " in value:
         scheme, _, token = value.partition(" ")
-        token = token.strip()
-        found.append(token)
+        found = [token.strip()]
         if scheme.lower() == "basic":
             try:
-                decoded = base64.b64decode(token, validate=True).decode("utf-8")
+                decoded = base64.b64decode(found[0], validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 decoded = ""
             user, _, password = decoded.partition(":")
             found += [password, user]
     elif low in _COOKIE_HEADERS:
         pairs = value.split(";") if low == "cookie" else value.split(";", 1)[:1]
-        found += [p.partition("=")[2].strip().strip('"') for p in pairs]
+        found = [p.partition("=")[2].strip().strip('"') for p in pairs]
     return [v for v in found if len(v) >= MIN_SECRET_LEN and REDACTED not in v]
 
 
@@ -151,7 +155,8 @@ class Redactor:
         body_keys: JSON keys whose values are replaced by ``"<REDACTED>"`` in request and response bodies.
         query: Extra query parameter names to remove.
         environ: Environment to take secret values from (default: ``os.environ``, read at construction
-            and again by :meth:`learn` for each live request, so a variable a test sets itself counts).
+            and again by :meth:`refresh_env`, which a flow cassette calls for each new live request, so a
+            variable a test sets itself counts).
 
     Secret values removed from headers, query strings and URL credentials are remembered (see the module
     docstring) for the redactor's lifetime: one redactor per flow, shared by its recording and replay.
@@ -170,6 +175,8 @@ class Redactor:
         self.query_keys = BUILTIN_QUERY | frozenset(q.lower() for q in self.query)
         self._lock = threading.Lock()
         self._known: frozenset[str] = frozenset()  # learned values
+        raw = getattr(os.environ, "_data", None) if self.environ is None else None
+        self._raw_env: dict[Any, Any] | None = dict(raw) if raw is not None else None
         self._env = env_secrets(self.environ)
         self._patterns: tuple[tuple[str, str, bool], ...] = ()  # (form, replacement, from env)
         self._rebuild()
@@ -206,6 +213,12 @@ class Redactor:
 
     def refresh_env(self) -> bool:
         """Read the environment again (a test may set a secret variable itself); ``True`` if it changed."""
+        if self.environ is None:  # os.environ: skip the (costly) decoding read when nothing changed
+            raw = getattr(os.environ, "_data", None)  # CPython's undecoded mapping; compared, not used
+            if raw is not None:
+                if raw == self._raw_env:
+                    return False
+                self._raw_env = dict(raw)
         env = env_secrets(self.environ)
         if env == self._env:
             return False
@@ -217,11 +230,17 @@ class Redactor:
     def learn(self, request: Any) -> bool:
         """Remember the secrets a live ``vcr.request.Request`` carries in headers and URL, before matching.
 
-        Also re-reads the environment. Returns ``True`` when something new is searched for from now on.
+        Returns ``True`` when something new is searched for from now on. Cheap (no environment read:
+        see :meth:`refresh_env`).
         """
-        changed = self.refresh_env()
-        changed |= self.learn_headers(dict(request.headers))
-        return self.learn_url(request.uri) or changed
+        changed = False
+        for name, value in request.headers.items():
+            if _is_secret_header(name, self._headers):
+                changed |= self.remember(header_secret_values(name, str(value)))
+        uri = request.uri
+        if "@" in uri or "?" in uri:
+            changed |= self.learn_url(uri)
+        return changed
 
     def learn_headers(self, headers: Mapping[str, Any]) -> bool:
         """Remember the values of the secret headers in ``headers`` (values: str or list of str)."""

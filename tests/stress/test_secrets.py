@@ -399,6 +399,7 @@ def run_matrix(
     replayed.assert_outcomes(passed=len(PASSING), failed=2)  # test_miss: unrecorded; the user's fails
     assert "unrecorded model request in test test_inner.py::test_miss" in outputs["stdout:replay"]
     assert "nearest recorded request body" in outputs["stdout:replay"]
+    assert '"content": "second <REDACTED>"' in outputs["stdout:replay"]  # the diff masks the key
 
     cassettes = sorted(str(p) for p in (pytester.path / "cassettes").rglob(f"*.{cassette_format}"))
     assert len(cassettes) == len(PASSING) + 1, cassettes
@@ -472,3 +473,142 @@ def test_secret_matrix_stress(
         hits=len(hits),
     )
     assert hits == [], "\n".join(map(str, hits))
+
+
+# -- focused tests: one per leak the matrix found ----------------------------------------------------------
+def _vcr_request(uri: str, body: str, headers: dict[str, str]) -> Any:
+    from vcr.request import Request
+
+    return Request("POST", uri, body.encode(), headers)
+
+
+def test_secret_header_values_are_masked_where_echoed() -> None:
+    """A key sent in a secret header is masked in request and response bodies and other headers."""
+    from pytest_agentflows.cassette._redact import Redactor
+
+    key, cookie = _canary(), _canary()
+    redactor = Redactor(environ={})
+    stored = redactor.request(
+        _vcr_request(
+            "http://127.0.0.1/v1/chat/completions",
+            json.dumps({"metadata": {"key": key}}),
+            {"Authorization": f"Bearer {key}", "x-trace": key, "Cookie": f"a=1; session={cookie}"},
+        )
+    )
+    response = redactor.response(
+        {
+            "status": {"code": 401, "message": "Unauthorized"},
+            "headers": {"x-echo": [cookie]},
+            "body": {"string": f"Incorrect API key provided: {key}".encode()},
+        }
+    )
+    text = json.dumps([stored._to_dict(), response], default=str)
+    assert key not in text and cookie not in text
+    assert json.loads(stored.body)["metadata"]["key"] == "<REDACTED>"
+    assert stored.headers["x-trace"] == "<REDACTED>"
+    assert response["body"]["string"] == b"Incorrect API key provided: <REDACTED>"
+    assert redactor.report.echoed_values == 4 and redactor.report.headers == 2
+
+
+def _canary() -> str:
+    return CANARY_STYLES["hex"]()
+
+
+def test_set_cookie_and_basic_auth_values_are_learned() -> None:
+    from pytest_agentflows.cassette._redact import header_secret_values
+
+    user_pass = base64.b64encode(b"someuser:basic-password-1234").decode()
+    assert "basic-password-1234" in header_secret_values("Authorization", f"Basic {user_pass}")
+    assert header_secret_values("set-cookie", "sid=cookie-value-5678; Path=/; HttpOnly") == [
+        "cookie-value-5678"
+    ]
+    assert header_secret_values("Cookie", "a=1; session=cookie-value-9abc") == ["cookie-value-9abc"]
+    assert header_secret_values("authorization", "Bearer sk-token-12345678") == ["sk-token-12345678"]
+    assert header_secret_values("x-api-key", "short") == []  # under 8 characters: not searched for
+
+
+def test_url_credentials_removed_and_masked_elsewhere() -> None:
+    from pytest_agentflows.cassette._redact import Redactor
+
+    key = "p+ss/" + _canary()  # URL-quoted in the URL
+    redactor = Redactor(environ={})
+    uri = redactor.scrub_url(f"http://user:{quote(key, safe='')}@127.0.0.1:8080/v1/x?a=1")
+    assert uri == "http://127.0.0.1:8080/v1/x?a=1"
+    assert redactor.scrub_text(f"echo {key} {quote(key, safe='')}") == "echo <REDACTED> <REDACTED>"
+    assert redactor.report.url_credentials == 1
+
+
+def test_encoded_env_values_are_masked() -> None:
+    """A secret with URL-reserved characters is masked URL-quoted too (a query, a path, a form body)."""
+    from pytest_agentflows.cassette._redact import Redactor
+
+    value = "abc+def/ghi=jkl"
+    redactor = Redactor(environ={"FOO_TOKEN": value})
+    uri = redactor.scrub_url(f"http://h/x/{quote(value, safe='')}?session={quote_plus(value)}")
+    assert value not in uri and quote(value, safe="") not in uri and quote_plus(value) not in uri
+    assert redactor.scrub_text(json.dumps(value).replace("/", "\\/")) == '"<REDACTED:FOO_TOKEN>"'
+
+
+def test_env_secret_set_after_the_redactor_was_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that sets ``*_API_KEY`` itself (after the flow fixture built the redactor) is covered."""
+    from pytest_agentflows.cassette._redact import Redactor
+
+    monkeypatch.delenv("LATE_API_KEY", raising=False)
+    redactor = Redactor()
+    key = _canary()
+    monkeypatch.setenv("LATE_API_KEY", key)
+    assert redactor.refresh_env()  # a flow cassette calls it for each new live request
+    assert not redactor.refresh_env()  # nothing changed since
+    assert redactor.scrub_body(key.encode()) == b"<REDACTED:LATE_API_KEY>"
+
+
+def test_decisions_are_scrubbed_by_the_flow() -> None:
+    """A decision quoting a secret (an API error message) never reaches the log or its snapshot."""
+    from pytest_agentflows import Flow
+    from pytest_agentflows.cassette._redact import Redactor
+
+    key = _canary()
+    flow = Flow(redactor=Redactor(environ={"FOO_API_KEY": key}))
+    decision = flow.log.record(
+        "auth_failed", message=f"Incorrect API key provided: {key}", nested=[{"k": key}]
+    )
+    assert decision.fields() == {
+        "message": "Incorrect API key provided: <REDACTED:FOO_API_KEY>",
+        "nested": [{"k": "<REDACTED:FOO_API_KEY>"}],
+    }
+
+
+def _write_cassette(
+    path: Path, uri: str, headers: dict[str, list[str]], body: str, response_body: str
+) -> None:
+    from vcr.serializers import yamlserializer
+
+    interaction = {
+        "request": {"method": "POST", "uri": uri, "body": body, "headers": headers},
+        "response": {
+            "status": {"code": 401, "message": "Unauthorized"},
+            "headers": {"content-type": ["application/json"]},
+            "body": {"string": response_body},
+        },
+    }
+    path.write_text(yamlserializer.serialize({"interactions": [interaction], "version": 1}))
+
+
+def test_inspect_never_prints_url_credentials(tmp_path: Path) -> None:
+    """``agentflows inspect`` of a cassette recorded by something else: no ``user:password@``."""
+    key = _canary()
+    path = tmp_path / "raw.yaml"
+    _write_cassette(path, f"https://user:{key}@api.example.com/v1/chat/completions", {}, "{}", "{}")
+    out = _cli("inspect", str(path))
+    assert "POST api.example.com/v1/chat/completions 401" in out and key not in out
+
+
+def test_cli_redact_masks_echoed_header_values(tmp_path: Path) -> None:
+    """``agentflows redact`` learns every secret header first, then masks its echoes in all bodies."""
+    key = _canary()
+    path = tmp_path / "raw.yaml"
+    error = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}})
+    _write_cassette(path, "https://api.example.com/v1/x", {"Authorization": [f"Bearer {key}"]}, key, error)
+    out = _cli("redact", str(path))
+    assert "1 header, 2 echoed secret values" in out and key not in out
+    assert key not in path.read_text()
