@@ -2,12 +2,13 @@
 
 ``agentflows inspect CASSETTE...``
     A table of each cassette's interactions (agent, provider, model, input/output tokens, USD, recorded
-    latency in seconds, streamed) and its totals. Query strings are never printed (they may hold keys).
+    latency in seconds, streamed) and its totals. Query strings and URL credentials are never printed.
 
 ``agentflows redact [--check] [--header NAME] [--body-key KEY] [--query NAME] PATH...``
     Scrub secrets from existing cassettes in place, with the same rules the recorder applies (see
     :mod:`pytest_agentflows.cassette._redact`): secret request and response headers, secret query
-    parameters, the given JSON body keys and the values of secret-named environment variables. PATH is a
+    parameters and URL credentials, the given JSON body keys, the values of secret-named environment
+    variables and the echoes of removed secret values anywhere in the file. PATH is a
     file or a directory (searched recursively for ``*.yaml``, ``*.yml``, ``*.json`` and their ``.gz``
     forms). A file that changes is rewritten atomically, in the format vcrpy writes (its YAML or JSON
     serializer), gzip-compressed again if it was; an unchanged file is not touched. For each file the

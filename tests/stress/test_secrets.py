@@ -50,6 +50,7 @@ CHANNELS = (
     "openai_project",  # OpenAI-Project
     "anthropic_header",  # anthropic-admin-api-key
     "ini_header",  # X-Team-Secret, listed in ini agentflows_redact_headers
+    "body_key",  # a JSON body key listed in ini agentflows_redact_body_keys (known by no other rule)
     "request_body_echo",  # the bearer key echoed in the JSON request body (metadata, system message)
     "response_echo",  # the bearer key echoed back in the response body
     "error_401",  # 401 error body "Incorrect API key provided: <key>", then logged as a decision
@@ -77,6 +78,7 @@ filterwarnings =
     error
     ignore::DeprecationWarning
 agentflows_redact_headers = x-team-secret
+agentflows_redact_body_keys = customer_ref
 """
 
 # The inner test module reads its canaries from AF_CANARIES (a name no secret rule matches), so neither its
@@ -129,7 +131,8 @@ def test_raw_clients(agentflow):
     url = f"http://user:{quote(C['basic_auth_url'], safe='')}@{OAI.split('://', 1)[1]}/chat/completions"
     httpx.post(url, json=RAW)
     requests.post(url, json=RAW)
-    assert len(agentflow.calls) == 5
+    httpx.post(OAI + "/chat/completions", json={**RAW, "customer_ref": C["body_key"]})
+    assert len(agentflow.calls) == 6
 
 
 def test_echoes(agentflow):
@@ -404,8 +407,14 @@ def run_matrix(
     cassettes = sorted(str(p) for p in (pytester.path / "cassettes").rglob(f"*.{cassette_format}"))
     assert len(cassettes) == len(PASSING) + 1, cassettes
     outputs["agentflows inspect"] = _cli("inspect", *cassettes)
-    outputs["agentflows redact --check"] = _cli("redact", "--check", "--header", "x-team-secret", *cassettes)
+    outputs["agentflows redact --check"] = _cli(
+        "redact", "--check", "--header", "x-team-secret", "--body-key", "customer_ref", *cassettes
+    )
     assert f"{len(cassettes)} files, 0 would change" in outputs["agentflows redact --check"]
+
+    texts = "".join(Path(c).read_text() for c in cassettes)
+    assert "<REDACTED:FOO_API_KEY>" in texts and "<REDACTED:FOO_TOKEN>" in texts  # env values: named
+    assert "<REDACTED:LATE_API_KEY>" in texts  # a variable the test set itself
 
     files = written_texts(pytester.path)
     ours = {k: v for k, v in files.items() if not Path(k.split("#")[0]).name.startswith("junit-")}
