@@ -2,12 +2,13 @@
 
 ``agentflows inspect CASSETTE...``
     A table of each cassette's interactions (agent, provider, model, input/output tokens, USD, recorded
-    latency in seconds, streamed) and its totals. Query strings are never printed (they may hold keys).
+    latency in seconds, streamed) and its totals. Query strings and URL credentials are never printed.
 
 ``agentflows redact [--check] [--header NAME] [--body-key KEY] [--query NAME] PATH...``
     Scrub secrets from existing cassettes in place, with the same rules the recorder applies (see
     :mod:`pytest_agentflows.cassette._redact`): secret request and response headers, secret query
-    parameters, the given JSON body keys and the values of secret-named environment variables. PATH is a
+    parameters and URL credentials, the given JSON body keys, the values of secret-named environment
+    variables and the echoes of removed secret values anywhere in the file. PATH is a
     file or a directory (searched recursively for ``*.yaml``, ``*.yml``, ``*.json`` and their ``.gz``
     forms). A file that changes is rewritten atomically, in the format vcrpy writes (its YAML or JSON
     serializer), gzip-compressed again if it was; an unchanged file is not touched. For each file the
@@ -156,7 +157,8 @@ INSPECT_COLUMNS = (
 
 def _request_label(method: str, uri: str, status: int) -> str:
     parts = urlsplit(uri)
-    return f"{method} {parts.netloc}{parts.path or '/'} {status}"  # no query: it may hold a key
+    host = parts.netloc.rsplit("@", 1)[-1]  # never user:password@ (a cassette not recorded by us)
+    return f"{method} {host}{parts.path or '/'} {status}"  # no query: it may hold a key
 
 
 def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
@@ -309,7 +311,14 @@ def _scrub_parsed_body(redactor: Any, part: dict[str, Any]) -> None:
 
 
 def _redact_data(data: Any, redactor: Any) -> None:
-    for request, response in _pairs(data):
+    pairs = _pairs(data)
+    for request, response in pairs:  # first learn every secret header's value: bodies may echo them
+        for part in (request, response):
+            if isinstance(part.get("headers"), dict):
+                redactor.learn_headers(part["headers"])
+        if isinstance(request.get("uri"), str):
+            redactor.learn_url(request["uri"])
+    for request, response in pairs:
         redactor.request_dict(request)
         _scrub_parsed_body(redactor, request)
         request["body"] = _scrub_gzip(redactor, request.get("body")) if "body" in request else None

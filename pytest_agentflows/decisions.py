@@ -21,7 +21,7 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -100,15 +100,22 @@ class DecisionLog:
         path: If given, a JSONL file each decision is appended to (one JSON object per line, flushed at
             once); parent directories are created. An existing file is appended to, never truncated.
         clock: Virtual clock giving ``at`` (seconds); without one, ``at`` is ``0.0``.
+        scrub: Applied to each field value (plain JSON data) before it is stored; a flow's log passes
+            its redactor's, so a secret quoted by a decision (an API error message) is never snapshotted.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, clock: VirtualClock | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: VirtualClock | None = None,
+        scrub: Callable[[Any], Any] | None = None,
     ) -> None:
         self.path: pathlib.Path | None = None if path is None else pathlib.Path(path)
         """The JSONL file, or ``None``."""
         self.clock: VirtualClock | None = clock
         """The clock stamping ``at``, or ``None``."""
+        self._scrub = scrub
         self._lock = threading.Lock()
         self._decisions: list[Decision] = []
 
@@ -142,6 +149,8 @@ class DecisionLog:
         if agent is not None and not isinstance(agent, str):
             agent = str(agent)
         extra = {name: to_plain(value) for name, value in fields.items()}
+        if self._scrub is not None:
+            extra = {name: self._scrub(value) for name, value in extra.items()}
         held = self._held_list()
         if held is not None:
             at = round(self.clock.now(), FLOAT_DIGITS) + 0.0 if self.clock is not None else 0.0

@@ -79,7 +79,7 @@ class Flow:
             Deadline(deadline_s, clock=self.clock) if deadline_s is not None else None
         )
         """The flow's :class:`Deadline` on its clock, or ``None``."""
-        self.log = DecisionLog(log_path, clock=self.clock)
+        self.log = DecisionLog(log_path, clock=self.clock, scrub=self.redactor.scrub_value)
         """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
         self.record_model_calls = record_model_calls
         self._simulated: Callable[[str | None], float | None] | None = None

@@ -140,17 +140,24 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         Only the URL and the body take part in a key, so only they are scrubbed (the same functions the
         ``before_record_request`` hook applies). Keys of live requests are memoised by content: vcrpy asks
         ``can_play_response_for`` and then ``play_response`` for the same request (the async wrapper once
-        more), and the redactor is a pure function of its configuration.
+        more). For each request not in the memo the redactor first learns the secret values of its
+        headers and URL and re-reads the environment; the memo is cleared when that found something new,
+        the only times the redactor's output changes.
         """
         if redacted:
             return request_key(
                 request.method, request.uri, request.body_bytes, secret_query=self.redactor.query_keys
             )
+        redactor = self.redactor
         body = request.body_bytes
         memo_key = (request.method, request.uri, body)
         key = self._key_memo.get(memo_key)
         if key is None:
-            redactor = self.redactor
+            # A secret header's (or URL's) value is masked in the body below too; a test may have set a
+            # secret environment variable itself. New secrets change the redactor's output: reset the memo.
+            learned = redactor.learn(request)
+            if redactor.refresh_env() or learned:
+                self._key_memo.clear()
             key = request_key(
                 request.method,
                 redactor.scrub_url(request.uri),
@@ -174,6 +181,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return False
 
     def _miss(self, request: Any) -> UnrecordedRequestError:
+        if self.redactor.learn(request):  # the diff below prints the body: mask this request's secrets
+            self._key_memo.clear()
         key = self._key(request)
         recorded = [self._key(r, redacted=True) for r, _ in self.data[: self._loaded_count]]
         if not os.path.exists(self._path):

@@ -3,22 +3,31 @@
 Built-in list (always on): request and response headers ``authorization``, ``proxy-authorization``,
 ``x-api-key``, ``api-key``, ``cookie``, ``set-cookie``, ``openai-organization``, ``openai-project``,
 ``x-goog-api-key`` and every ``anthropic-*`` header naming a key or an organization; query parameters
-``key``, ``api_key``, ``api-key``, ``access_token``, ``token``; and the value of any environment variable
-whose name ends in ``_KEY``, ``_TOKEN``, ``_SECRET`` or ``_PASSWORD`` (8+ characters), wherever it appears.
-Users add header names and JSON body keys with the ini options ``agentflows_redact_headers`` and
-``agentflows_redact_body_keys``.
+``key``, ``api_key``, ``api-key``, ``access_token``, ``token``; credentials in a URL (``user:pass@host``);
+and the value of any environment variable whose name ends in ``_KEY``, ``_TOKEN``, ``_SECRET`` or
+``_PASSWORD`` (8+ characters), wherever it appears. Users add header names and JSON body keys with the ini
+options ``agentflows_redact_headers`` and ``agentflows_redact_body_keys``.
+
+Echoed secrets: the value of every secret header, query parameter or URL password the redactor removes
+(the token of ``Authorization: Bearer <token>``, each cookie value, ...; 8+ characters) is remembered, and
+from then on replaced by ``<REDACTED>`` wherever it appears: request and response bodies (a 401 error that
+quotes the key, an echo endpoint, a stream), other headers, URLs. Only the full value is known: a partially
+masked echo such as ``sk-abc***wxyz`` is kept as the service sent it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "<REDACTED>"
 
@@ -37,6 +46,10 @@ BUILTIN_HEADERS = frozenset(
 )
 BUILTIN_QUERY = frozenset({"key", "api_key", "api-key", "access_token", "token"})
 _ENV_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+_ENV_TAILS = frozenset({"KEY", "KEN", "RET", "ORD"})  # cheap filter before the regular expression
+MIN_SECRET_LEN = 8
+"""Shorter values are not searched for in text (``"1"`` or ``"true"`` would be replaced everywhere)."""
+_COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 
 
 def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
@@ -49,8 +62,43 @@ def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
 def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
     """``(name, value)`` of environment variables that hold secrets by their name (longest value first)."""
     env = os.environ if environ is None else environ
-    found = [(k, v) for k, v in env.items() if _ENV_NAME.search(k) and len(v) >= 8]
+    found = [
+        (k, v)
+        for k, v in env.items()
+        if k[-3:].upper() in _ENV_TAILS and _ENV_NAME.search(k) and len(v) >= MIN_SECRET_LEN
+    ]
     return tuple(sorted(found, key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+def secret_forms(value: str) -> list[str]:
+    """The ways ``value`` is written in text: as is, URL-quoted (a path or query segment, a form body,
+    with ``+`` for spaces or not) and JSON with an escaped ``/`` (some servers write ``\\/``)."""
+    forms = [value, quote(value, safe=""), quote(value), quote_plus(value), value.replace("/", "\\/")]
+    return list(dict.fromkeys(forms))
+
+
+def header_secret_values(name: str, value: str) -> list[str]:
+    """The secret values a secret header carries, to be searched for elsewhere (8+ characters each).
+
+    ``Authorization: Bearer <token>`` gives the token (a ``Basic`` one also its decoded user and password),
+    each cookie of ``Cookie`` / ``Set-Cookie`` its value, any other header its whole value.
+    """
+    low, value = name.lower(), value.strip()
+    found = [value]
+    if low in ("authorization", "proxy-authorization") and " " in value:
+        scheme, _, token = value.partition(" ")
+        found = [token.strip()]
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(found[0], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            user, _, password = decoded.partition(":")
+            found += [password, user]
+    elif low in _COOKIE_HEADERS:
+        pairs = value.split(";") if low == "cookie" else value.split(";", 1)[:1]
+        found = [p.partition("=")[2].strip().strip('"') for p in pairs]
+    return [v for v in found if len(v) >= MIN_SECRET_LEN and REDACTED not in v]
 
 
 @dataclass
@@ -61,11 +109,20 @@ class RedactionReport:
     query_params: int = 0
     body_keys: int = 0
     env_values: int = 0
+    echoed_values: int = 0
+    url_credentials: int = 0
 
     @property
     def total(self) -> int:
         """All removals."""
-        return self.headers + self.query_params + self.body_keys + self.env_values
+        return (
+            self.headers
+            + self.query_params
+            + self.body_keys
+            + self.env_values
+            + self.echoed_values
+            + self.url_credentials
+        )
 
     def describe(self) -> str:
         """Counts in words, e.g. ``"2 headers, 1 query parameter"`` ("" when nothing was removed)."""
@@ -74,6 +131,8 @@ class RedactionReport:
             (self.query_params, "query parameter", "query parameters"),
             (self.body_keys, "body key", "body keys"),
             (self.env_values, "secret environment value", "secret environment values"),
+            (self.echoed_values, "echoed secret value", "echoed secret values"),
+            (self.url_credentials, "URL credential", "URL credentials"),
         )
         return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in kinds if n)
 
@@ -83,6 +142,8 @@ class RedactionReport:
         self.query_params += other.query_params
         self.body_keys += other.body_keys
         self.env_values += other.env_values
+        self.echoed_values += other.echoed_values
+        self.url_credentials += other.url_credentials
 
 
 @dataclass
@@ -93,7 +154,13 @@ class Redactor:
         headers: Extra header names (case-insensitive) to remove, on top of the built-in list.
         body_keys: JSON keys whose values are replaced by ``"<REDACTED>"`` in request and response bodies.
         query: Extra query parameter names to remove.
-        environ: Environment to take secret values from (default: ``os.environ`` at construction).
+        environ: Environment to take secret values from (default: ``os.environ``, read at construction
+            and again by :meth:`refresh_env`, which a flow cassette calls for each new live request, so a
+            variable a test sets itself counts).
+
+    Secret values removed from headers, query strings and URL credentials are remembered (see the module
+    docstring) for the redactor's lifetime: one redactor per flow, shared by its recording and replay.
+    The methods are safe to call from several threads.
     """
 
     headers: Iterable[str] = ()
@@ -106,16 +173,119 @@ class Redactor:
         self._headers = frozenset(h.lower() for h in self.headers)
         self._body_keys = frozenset(self.body_keys)
         self.query_keys = BUILTIN_QUERY | frozenset(q.lower() for q in self.query)
+        self._lock = threading.Lock()
+        self._known: frozenset[str] = frozenset()  # learned values
+        raw = getattr(os.environ, "_data", None) if self.environ is None else None
+        self._raw_env: dict[Any, Any] | None = dict(raw) if raw is not None else None
         self._env = env_secrets(self.environ)
+        self._patterns: tuple[tuple[str, str, bool], ...] = ()  # (form, replacement, from env)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Recompute the text patterns (copy on write: scrubbing threads keep the tuple they read)."""
+        patterns: dict[str, tuple[str, bool]] = {}
+        for name, value in self._env:
+            for form in secret_forms(value):
+                patterns.setdefault(form, (f"<REDACTED:{name}>", True))
+        for value in self._known:
+            for form in secret_forms(value):
+                patterns.setdefault(form, (REDACTED, False))
+        self._patterns = tuple(
+            (form, repl, env)
+            for form, (repl, env) in sorted(patterns.items(), key=lambda p: (-len(p[0]), not p[1][1], p[0]))
+        )
+
+    # -- learning ----------------------------------------------------------------------------------------
+    @property
+    def has_secrets(self) -> bool:
+        """Whether any secret value (environment or learned) is searched for in text."""
+        return bool(self._patterns)
+
+    def remember(self, values: Iterable[str]) -> bool:
+        """Search for ``values`` (8+ characters each) in all text from now on; ``True`` if one is new."""
+        new = {v for v in values if len(v) >= MIN_SECRET_LEN and REDACTED not in v} - self._known
+        if not new:
+            return False
+        with self._lock:
+            self._known = self._known | new
+            self._rebuild()
+        return True
+
+    def refresh_env(self) -> bool:
+        """Read the environment again (a test may set a secret variable itself); ``True`` if it changed."""
+        if self.environ is None:  # os.environ: skip the (costly) decoding read when nothing changed
+            raw = getattr(os.environ, "_data", None)  # CPython's undecoded mapping; compared, not used
+            if raw is not None:
+                if raw == self._raw_env:
+                    return False
+                self._raw_env = dict(raw)
+        env = env_secrets(self.environ)
+        if env == self._env:
+            return False
+        with self._lock:
+            self._env = env
+            self._rebuild()
+        return True
+
+    def learn(self, request: Any) -> bool:
+        """Remember the secrets a live ``vcr.request.Request`` carries in headers and URL, before matching.
+
+        Returns ``True`` when something new is searched for from now on. Cheap (no environment read:
+        see :meth:`refresh_env`).
+        """
+        changed = False
+        for name, value in request.headers.items():
+            if _is_secret_header(name, self._headers):
+                changed |= self.remember(header_secret_values(name, str(value)))
+        uri = request.uri
+        if "@" in uri or "?" in uri:
+            changed |= self.learn_url(uri)
+        return changed
+
+    def learn_headers(self, headers: Mapping[str, Any]) -> bool:
+        """Remember the values of the secret headers in ``headers`` (values: str or list of str)."""
+        changed = False
+        for name, value in headers.items():
+            if _is_secret_header(name, self._headers):
+                for item in value if isinstance(value, list) else [value]:
+                    changed |= self.remember(header_secret_values(name, str(item)))
+        return changed
+
+    def learn_url(self, uri: str) -> bool:
+        """Remember the credentials (``user:pass@``) and secret query parameter values of ``uri``."""
+        parts = urlsplit(uri)
+        values: list[str] = []
+        if "@" in parts.netloc:
+            values += [unquote(parts.password or ""), unquote(parts.username or "")]
+        if parts.query:
+            values += [v for k, v in parse_qsl(parts.query) if k.lower() in self.query_keys]
+        return self.remember(values) if values else False
 
     # -- strings and bodies ------------------------------------------------------------------------------
     def scrub_text(self, text: str) -> str:
-        """``text`` with secret environment values replaced by ``<REDACTED:NAME>``."""
-        for name, value in self._env:
-            if value in text:
-                self.report.env_values += text.count(value)
-                text = text.replace(value, f"<REDACTED:{name}>")
+        """``text`` with secret environment values replaced by ``<REDACTED:NAME>`` and learned secret
+        values (see the module docstring) by ``<REDACTED>``, each also in its encoded forms
+        (:func:`secret_forms`)."""
+        for form, replacement, from_env in self._patterns:
+            if form in text:
+                if from_env:
+                    self.report.env_values += text.count(form)
+                else:
+                    self.report.echoed_values += text.count(form)
+                text = text.replace(form, replacement)
         return text
+
+    def scrub_value(self, value: Any) -> Any:
+        """A plain JSON-like value (str, list, dict, ...) with secret values replaced in every string."""
+        if not self.has_secrets:
+            return value
+        if isinstance(value, str):
+            return self.scrub_text(value)
+        if isinstance(value, dict):
+            return {k: self.scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub_value(v) for v in value)
+        return value
 
     def _scrub_json(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -133,7 +303,7 @@ class Redactor:
 
     def scrub_body(self, body: Any) -> Any:
         """A body (bytes/str/None) with secret values and redacted JSON keys replaced; type kept."""
-        if body is None or (not self._env and not self._body_keys):
+        if body is None or (not self.has_secrets and not self._body_keys):
             return body
         as_bytes = isinstance(body, bytes | bytearray)
         try:
@@ -154,21 +324,33 @@ class Redactor:
         return text.encode("utf-8") if as_bytes else text
 
     def scrub_url(self, uri: str) -> str:
-        """``uri`` without secret query parameters (and secret env values)."""
+        """``uri`` without credentials (``user:pass@``) and secret query parameters; secret values replaced.
+
+        The removed values are remembered (see the module docstring).
+        """
         parts = urlsplit(uri)
+        if "@" in parts.netloc:
+            self.learn_url(uri)
+            self.report.url_credentials += 1
+            parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+            uri = urlunsplit(parts)
         if parts.query:
             pairs = parse_qsl(parts.query, keep_blank_values=True)
             kept = [(k, v) for k, v in pairs if k.lower() not in self.query_keys]
             if len(kept) != len(pairs):
+                self.remember([v for k, v in pairs if k.lower() in self.query_keys])
                 self.report.query_params += len(pairs) - len(kept)
                 uri = urlunsplit(parts._replace(query=urlencode(kept)))
         return self.scrub_text(uri)
 
     def _scrub_headers(self, headers: Mapping[str, Any]) -> dict[str, Any]:
+        secret = [name for name in headers if _is_secret_header(name, self._headers)]
+        if secret:  # first: a secret header's value may also sit in another header
+            self.learn_headers({name: headers[name] for name in secret})
+        self.report.headers += len(secret)
         out: dict[str, Any] = {}
         for name, value in headers.items():
-            if _is_secret_header(name, self._headers):
-                self.report.headers += 1
+            if name in secret:
                 continue
             if isinstance(value, list):
                 out[name] = [self.scrub_text(str(v)) for v in value]
@@ -180,11 +362,11 @@ class Redactor:
     def request(self, request: Any) -> Any:
         """``before_record_request`` hook: a scrubbed copy of a ``vcr.request.Request``."""
         request = copy.copy(request)  # shares the original's parts: each is replaced, never mutated
+        headers = dict(request.headers)
+        scrubbed = self._scrub_headers(headers)  # first: the values it removes are searched for below
         uri = self.scrub_url(request.uri)
         if uri != request.uri:
             request.uri = uri
-        headers = dict(request.headers)
-        scrubbed = self._scrub_headers(headers)
         if scrubbed != headers:  # rebuilding vcrpy's HeadersDict is the costly part: only when needed
             request.headers = scrubbed
         body = request.body_bytes if hasattr(request, "body_bytes") else request.body
@@ -196,7 +378,7 @@ class Redactor:
     def response(self, response: dict[str, Any]) -> dict[str, Any]:
         """``before_record_response`` hook: scrubs a vcrpy response dict in place and returns it."""
         if isinstance(response.get("headers"), Mapping):
-            response["headers"] = self._scrub_headers(response["headers"])
+            response["headers"] = self._scrub_headers(response["headers"])  # first: it learns secrets
         body = response.get("body")
         if isinstance(body, dict) and "string" in body:
             body["string"] = self.scrub_body(body["string"])
@@ -204,10 +386,10 @@ class Redactor:
 
     def request_dict(self, request: dict[str, Any]) -> dict[str, Any]:
         """Scrub a serialised request dict (``uri``, ``headers``, ``body``) in place and return it."""
-        if isinstance(request.get("uri"), str):
-            request["uri"] = self.scrub_url(request["uri"])
         if isinstance(request.get("headers"), Mapping):
             request["headers"] = self._scrub_headers(request["headers"])
+        if isinstance(request.get("uri"), str):
+            request["uri"] = self.scrub_url(request["uri"])
         body = request.get("body")
         if isinstance(body, dict) and "string" in body:
             body["string"] = self.scrub_body(body["string"])
