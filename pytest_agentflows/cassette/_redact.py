@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import functools
 import json
 import os
 import re
@@ -52,6 +53,7 @@ MIN_SECRET_LEN = 8
 _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 
 
+@functools.lru_cache(maxsize=2048)
 def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
     low = name.lower()
     if low in BUILTIN_HEADERS or low in extra:
@@ -194,6 +196,11 @@ class Redactor:
             (form, repl, env)
             for form, (repl, env) in sorted(patterns.items(), key=lambda p: (-len(p[0]), not p[1][1], p[0]))
         )
+
+    @property
+    def builtin_only(self) -> bool:
+        """``True`` when no extra headers, body keys or query parameters are configured."""
+        return not (self._headers or self._body_keys or self.query_keys != BUILTIN_QUERY)
 
     # -- learning ----------------------------------------------------------------------------------------
     @property

@@ -107,6 +107,16 @@ def _normalise_headers(part: dict[str, Any], path: str, where: str, *, response:
         raise CassetteError(path, f"{where}.headers", f"expected a mapping, found {type(raw).__name__}")
     headers: dict[str, list[str]] = {}
     for name, value in raw.items():
+        # the common case, checked cheaply: an ASCII name and a list of ASCII strings (valid as they are)
+        if (
+            type(name) is str
+            and name.isascii()
+            and name
+            and type(value) is list
+            and all(type(item) is str and item.isascii() for item in value)
+        ):
+            headers[name] = value
+            continue
         if not isinstance(name, str) or not name or (response and not name.isascii()):
             raise CassetteError(path, f"{where}.headers", f"header name {name!r} is not ASCII text")
         values = value if isinstance(value, list) else [value]
