@@ -35,6 +35,8 @@ class FlowOptions:
     """Extra header names to scrub (ini ``agentflows_redact_headers``)."""
     redact_body_keys: tuple[str, ...]
     """Extra JSON body keys to scrub (ini ``agentflows_redact_body_keys``)."""
+    save_on_failure: bool = False
+    """Save a failing test's recording (marker ``save_on_failure=``, ini ``agentflows_save_on_failure``)."""
 
 
 def _marker_kwargs(
@@ -106,7 +108,7 @@ def resolve(item: pytest.Item) -> FlowOptions:
         UsageError: for unknown marker arguments or invalid values, listing the valid ones.
     """
     config = item.config
-    flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency"))
+    flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency", "save_on_failure"))
     budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
     deadline = _marker_kwargs(item, "agent_deadline", ("seconds",), positional=("seconds",))
     cli_mode = config.getoption("agentflows_record", None)
@@ -122,6 +124,11 @@ def resolve(item: pytest.Item) -> FlowOptions:
         raise UsageError(
             f"{item.nodeid}: @pytest.mark.agent_deadline needs the seconds, e.g. agent_deadline(120)"
         )
+    save_on_failure = flow.get("save_on_failure", config.getini("agentflows_save_on_failure"))
+    if not isinstance(save_on_failure, bool):
+        raise UsageError(
+            f"{item.nodeid}: agentflow(save_on_failure=...) must be True or False, got {save_on_failure!r}"
+        )
     return FlowOptions(
         cassette=default_cassette_path(item, config, flow.get("cassette")),
         record=record,
@@ -131,4 +138,5 @@ def resolve(item: pytest.Item) -> FlowOptions:
         deadline_s=seconds,
         redact_headers=tuple(config.getini("agentflows_redact_headers")),
         redact_body_keys=tuple(config.getini("agentflows_redact_body_keys")),
+        save_on_failure=save_on_failure,
     )
