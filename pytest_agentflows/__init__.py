@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .errors import (
         AgentflowsError,
         BroadcastError,
+        CassetteConflictError,
         CassetteError,
         RoutingError,
         UnrecordedRequestError,
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceeded": ".budget",
     "BudgetPool": ".budget",
     "Cassette": ".cassette._load",
+    "CassetteConflictError": ".errors",
     "CassetteError": ".errors",
     "CircuitBreaker": ".resilience",
     "CircuitOpenError": ".resilience",
@@ -82,6 +84,7 @@ __all__ = [
     "BudgetExceeded",
     "BudgetPool",
     "Cassette",
+    "CassetteConflictError",
     "CassetteError",
     "CircuitBreaker",
     "CircuitOpenError",
