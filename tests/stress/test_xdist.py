@@ -137,7 +137,7 @@ def ask(agentflow, prompt):
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
     if "PYTEST_XDIST_WORKER" in os.environ:  # both tests hold the loaded cassette before either saves
         open(f"arrived-{prompt}", "w").close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # worker start-up can lag on a loaded machine
         while len([p for p in os.listdir(".") if p.startswith("arrived-")]) < 2:
             assert time.monotonic() < deadline, "the other test never ran: were both on one worker?"
             time.sleep(0.01)
