@@ -205,7 +205,7 @@ def _kill_rounds(
     harness = KillHarness(tmp_path, server)
     window = harness.run_complete("base")  # seconds from the first test's start to the session's end
     rng = random.Random(seed)
-    mid_write = killed = 0
+    mid_write = killed = snapshot_mid_write = 0
     for round_no in range(kills):
         run_id = f"k{round_no}"
         process = harness.start(run_id)
@@ -219,8 +219,10 @@ def _kill_rounds(
         process.kill()  # SIGKILL
         process.join(30)
         killed += process.exitcode == -signal.SIGKILL
-        if set(harness.temp_files()) - before:
+        new_temp_files = set(harness.temp_files()) - before
+        if new_temp_files:
             mid_write += 1  # a new temporary file exists: the kill landed inside a write
+            snapshot_mid_write += any(p.parent == harness.snapshot.parent for p in new_temp_files)
         harness.check(run_id)
     stale = len(harness.temp_files())
     harness.run_complete("final")  # stale temporary files are ignored, then removed by the next save
@@ -230,6 +232,7 @@ def _kill_rounds(
         rounds=kills,
         kills=killed,
         kills_mid_write=mid_write,
+        kills_mid_snapshot_write=snapshot_mid_write,
         stale_temp_files_before_final_run=stale,
         cassettes_intact=harness.counts["cassettes_intact"],
         cassettes_complete_new=harness.counts["cassettes_new"],
@@ -251,3 +254,29 @@ def test_sigkill_during_recording_never_loses_a_file_stress(
     tmp_path: Path, model_server: LocalModelServer, figures: Callable[..., None]
 ) -> None:
     _kill_rounds(tmp_path, model_server, kills=200, seed=2024, figures=figures)
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("the serializer died half-way through the file")
+
+
+def test_snapshot_file_write_is_atomic_without_xdist(tmp_path: Path) -> None:
+    from syrupy.data import Snapshot, SnapshotCollection
+
+    from pytest_agentflows.snapshot import AtomicAmberSerializer
+
+    target = tmp_path / "test_mod.agentflows"
+    good = SnapshotCollection(location=str(target))
+    good.add(Snapshot(name="test_a", data="- kind: route\n"))
+    AtomicAmberSerializer.write_file(good, merge=True)
+    before = target.read_bytes()
+    assert b"test_a" in before
+
+    broken = SnapshotCollection(location=str(target))
+    broken.add(Snapshot(name="test_b", data="- kind: done\n"))
+    broken.add(Snapshot(name="test_c", data=_Unprintable()))
+    with pytest.raises(RuntimeError, match="half-way"):
+        AtomicAmberSerializer.write_file(broken, merge=True)
+    assert target.read_bytes() == before  # syrupy alone would have truncated the file here
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_mod.agentflows"]
