@@ -5,10 +5,10 @@ plain ``open("w")``. This persister raises :class:`~pytest_agentflows.CassetteEr
 place instead, and writes to a temporary file in the same directory that replaces the cassette in one
 ``os.replace``: a crash or a failing recording never leaves a truncated cassette behind.
 
-Temporary files are named ``.<cassette name>.<random>.tmp``: hidden, and with no cassette extension, so
-neither our loader nor vcrpy nor a ``*.yaml`` glob ever takes one for a cassette. One left by a killed
-process is removed the next time that cassette is saved (under the directory lock, so it cannot belong to a
-live writer).
+Temporary files are named ``.<file name>.<random>.tmp``: hidden, and with no cassette extension, so
+neither our loader nor vcrpy nor a ``*.yaml`` glob ever takes one for a cassette. Every write holds an
+advisory lock on the file's directory (:func:`directory_lock`), so one left by a killed process (no live
+writer can hold it) is removed the next time the same file is written.
 
 :class:`GuardedPersister` (one per cassette use) also detects two writers of one cassette: it remembers the
 file it loaded and, at save time, under an advisory lock on the cassette's directory, refuses to replace a
@@ -48,10 +48,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``), creating parent directories.
 
     The file keeps its permissions when it exists (new files get ``0666`` minus the umask); on any error
-    the temporary file is removed and ``path`` is untouched.
+    the temporary file is removed and ``path`` is untouched. Runs under :func:`directory_lock`, and first
+    removes the temporary files of ``path`` that a killed writer left behind.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with directory_lock(target.parent):
+        _write_locked(target, data)
+
+
+def _write_locked(target: Path, data: bytes) -> None:
+    """:func:`atomic_write_bytes` for a caller that holds :func:`directory_lock` on ``target.parent``."""
+    for stale in temp_files_of(target):  # no live writer: every writer of ``target`` holds the lock
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.chmod(tmp, _file_mode(target))  # mkstemp creates 0600; keep the file's (or the umask's) mode
@@ -92,7 +100,11 @@ def directory_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - a directory we may write but not read: no lock
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -315,8 +327,6 @@ class GuardedPersister(AtomicPersister):
         with directory_lock(target.parent):
             if target.exists() and (self.loaded is None or not self.loaded.matches(target)):
                 raise CassetteConflictError(target, self.test_id, self.recorded)
-            for stale in temp_files_of(target):  # left by a killed writer: no live writer holds the lock
-                stale.unlink(missing_ok=True)
-            atomic_write_bytes(target, data)
+            _write_locked(target, data)
             found = Fingerprint.read(target)
             self.loaded = found[1] if found is not None else None
