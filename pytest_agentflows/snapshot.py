@@ -13,6 +13,7 @@ truncated snapshot file. :class:`AtomicAmberSerializer` writes to syrupy's own s
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -63,6 +64,9 @@ def _syrupy_locks() -> bool:
     return bool(snapshot_file_lock_enabled())
 
 
+_WRITE_TAKES_FILE_LOCK = "file_lock" in inspect.signature(AmberDataSerializer.write_file).parameters
+
+
 class AtomicAmberSerializer(AmberDataSerializer):
     """syrupy's amber serializer whose file writes are always atomic (temporary sidecar + ``os.replace``)."""
 
@@ -86,7 +90,9 @@ class AtomicAmberSerializer(AmberDataSerializer):
         staged = SnapshotCollection(location=f"{target}.tmp")
         for snapshot in collection:
             staged.add(snapshot)
-        extra = {k: v for k, v in kwargs.items() if k == "name_order"}
+        extra: dict[str, Any] = {k: v for k, v in kwargs.items() if k == "name_order"}
+        if _WRITE_TAKES_FILE_LOCK:
+            extra["file_lock"] = False  # the sidecar is ours alone: no syrupy lock around it
         try:
             super().write_file(staged, False, **extra)
             with open(staged.location, "rb+") as fh:

@@ -135,7 +135,7 @@ import os, time, openai, pytest
 def ask(agentflow, prompt):
     client = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k", max_retries=0)
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
-    if "PYTEST_XDIST_WORKER" in os.environ:  # both tests hold the loaded cassette before either saves
+    if os.environ.get("RENDEZVOUS"):  # both tests hold the loaded cassette before either saves
         open(f"arrived-{prompt}", "w").close()
         deadline = time.monotonic() + 180  # worker start-up can lag on a loaded machine
         while len([p for p in os.listdir(".") if p.startswith("arrived-")]) < 2:
@@ -163,6 +163,7 @@ def _prompts(path: Path) -> list[str]:
 
 def test_two_workers_recording_one_cassette_is_reported_not_merged(
     pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
     model_server: LocalModelServer,
     go_offline: Callable[[], None],
     figures: Callable[..., None],
@@ -171,7 +172,9 @@ def test_two_workers_recording_one_cassette_is_reported_not_merged(
     pytester.makepyfile(test_shared=SHARED)
     shared = pytester.path / "cassettes" / "test_shared" / "shared.yaml"
 
+    monkeypatch.setenv("RENDEZVOUS", "1")
     result = pytester.runpytest("-p", "no:randomly", "-n", "2", "--record-agents=new")
+    monkeypatch.delenv("RENDEZVOUS")
     result.assert_outcomes(passed=2, failed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
