@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .errors import (
         AgentflowsError,
         BroadcastError,
+        CassetteConflictError,
         CassetteError,
         RoutingError,
         SnapshotFileError,
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceeded": ".budget",
     "BudgetPool": ".budget",
     "Cassette": ".cassette._load",
+    "CassetteConflictError": ".errors",
     "CassetteError": ".errors",
     "CircuitBreaker": ".resilience",
     "CircuitOpenError": ".resilience",
@@ -84,6 +86,7 @@ __all__ = [
     "BudgetExceeded",
     "BudgetPool",
     "Cassette",
+    "CassetteConflictError",
     "CassetteError",
     "CircuitBreaker",
     "CircuitOpenError",

@@ -38,6 +38,8 @@ class FlowOptions:
     """Extra header names to scrub (ini ``agentflows_redact_headers``)."""
     redact_body_keys: tuple[str, ...]
     """Extra JSON body keys to scrub (ini ``agentflows_redact_body_keys``)."""
+    save_on_failure: bool = False
+    """Save a failing test's recording (marker ``save_on_failure=``, ini ``agentflows_save_on_failure``)."""
 
 
 _FIX = {
@@ -114,8 +116,9 @@ def check_markers(item: pytest.Item) -> None:
 
 
 def _marker_values(item: pytest.Item) -> dict[str, Any]:
-    marker, flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency"))
+    marker, flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency", "save_on_failure"))
     values: dict[str, Any] = {"cassette": None, "record": None, "latency": "recorded"}
+    values["save_on_failure"] = None
     if marker is not None:
         cassette = flow.get("cassette")
         if cassette is not None and (not isinstance(cassette, str | os.PathLike) or not os.fspath(cassette)):
@@ -135,6 +138,10 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         if latency not in ("recorded", "zero"):
             raise _misuse(item, marker, f"latency must be 'recorded' or 'zero', got {latency!r}")
         values["latency"] = latency
+        save = flow.get("save_on_failure")
+        if save is not None and not isinstance(save, bool):
+            raise _misuse(item, marker, f"save_on_failure must be True or False, got {save!r}")
+        values["save_on_failure"] = save
     marker, budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
     values["usd"] = values["tokens"] = None
     if marker is not None:
@@ -203,6 +210,9 @@ def resolve(item: pytest.Item) -> FlowOptions:
     values = _marker_values(item)
     cli_mode = config.getoption("agentflows_record", None)
     record = values["record"] or RecordMode.parse(cli_mode, where="--record-agents")
+    save_on_failure = values["save_on_failure"]
+    if save_on_failure is None:
+        save_on_failure = bool(config.getini("agentflows_save_on_failure"))
     return FlowOptions(
         cassette=default_cassette_path(item, config, values["cassette"]),
         record=record,
@@ -212,4 +222,5 @@ def resolve(item: pytest.Item) -> FlowOptions:
         deadline_s=values["seconds"],
         redact_headers=tuple(config.getini("agentflows_redact_headers")),
         redact_body_keys=tuple(config.getini("agentflows_redact_body_keys")),
+        save_on_failure=save_on_failure,
     )

@@ -58,6 +58,38 @@ class SnapshotFileError(AgentflowsError):
         )
 
 
+class CassetteConflictError(CassetteError):
+    """A cassette changed on disk while a test was recording into it: two writers at once.
+
+    Raised when the flow saves its recording (at the test's teardown) and finds that the file is no longer
+    the one it loaded: another pytest-xdist worker or process wrote it meanwhile. Nothing is merged or
+    overwritten: the file keeps the other writer's content and this test's recording is not saved.
+
+    Args:
+        path: The cassette file.
+        test: Node id of the test whose recording was not saved.
+        recorded: Interactions that test recorded (not saved).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], test: str, recorded: int) -> None:
+        self.path = os.fspath(path)
+        self.where = ""
+        self.test = test
+        self.recorded = recorded
+        self.reason = "changed on disk while the test was recording into it"
+        AgentflowsError.__init__(
+            self,
+            f"cassette {self.path} was written by another test or process while test {test or '(unnamed)'} "
+            f"was recording into it; its {recorded} recorded interaction(s) were NOT saved, so nothing was "
+            "merged or overwritten. Two tests record into the same cassette at once: give them distinct "
+            "cassette names (@pytest.mark.agentflow(cassette=...)) or record serially (`-n 0`), then "
+            f"re-record (see {DOCS_RECORDING}).",
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.test, self.recorded))
+
+
 class UnrecordedRequestError(BaseException):
     """A model request has no recorded response, and the record mode forbids going to the network.
 

@@ -45,6 +45,8 @@ class Flow:
         test_id: Name used in error messages (the pytest node id).
         log_path: Optional JSONL file the decision log appends to.
         record_model_calls: Whether each model call also appears in the decision log as ``model_call``.
+        save_on_failure: Save what the flow recorded even when it failed (see :meth:`mark_failed`); by
+            default a failed recording leaves the cassette file as it was.
 
     Raises:
         UsageError: for an unknown record mode or latency mode.
@@ -63,6 +65,7 @@ class Flow:
         test_id: str = "flow",
         log_path: str | os.PathLike[str] | None = None,
         record_model_calls: bool = True,
+        save_on_failure: bool = False,
     ) -> None:
         if latency not in ("recorded", "zero"):
             raise UsageError(f"{test_id}: latency must be 'recorded' or 'zero', got {latency!r}")
@@ -82,6 +85,9 @@ class Flow:
         self.log = DecisionLog(log_path, clock=self.clock, scrub=self.redactor.scrub_value)
         """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
         self.record_model_calls = record_model_calls
+        self.save_on_failure = save_on_failure
+        self.discarded: tuple[str, int] | None = None
+        """``(reason, interactions)`` when a failed recording was not saved to the cassette, else ``None``."""
         self._simulated: Callable[[str | None], float | None] | None = None
         self._calls: list[ModelCall] = []
         self._lock = threading.Lock()
@@ -115,7 +121,9 @@ class Flow:
                     clock=self.clock,
                     test_id=self.test_id,
                     redactor=self.redactor,
+                    save_on_failure=self.save_on_failure,
                 )
+                stack.callback(self._note_discarded, recorder)
                 self._cassette = stack.enter_context(recorder)
             stack.callback(self._collect_misses)
             from ._transport import virtual_sdk_waits
@@ -128,6 +136,24 @@ class Flow:
                 yield self
             finally:
                 self.clock.detach_loop()
+
+    def mark_failed(self, reason: str) -> None:
+        """Say that the code using this flow failed: its recording is then not saved when it deactivates.
+
+        The cassette file keeps its previous content (or is not created), unless the flow was built with
+        ``save_on_failure=True``. An exception escaping ``with flow.activate():`` has the same effect; the
+        ``agentflow`` fixture calls this when its test fails, errors, is skipped or is interrupted.
+
+        Args:
+            reason: Why, for the report (e.g. ``"failed (AssertionError)"``).
+        """
+        if self._cassette is not None and not self.save_on_failure:
+            self._cassette.discard_reason = reason
+
+    def _note_discarded(self, recorder: Any) -> None:
+        cassette = recorder.cassette
+        if cassette is not None and cassette.discarded:
+            self.discarded = (cassette.discard_reason or "failed", cassette.discarded)
 
     def _collect_misses(self) -> None:
         self.misses = self.pending_misses()

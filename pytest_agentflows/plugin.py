@@ -24,12 +24,18 @@ ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
 _RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
 """Flow tests between fixture setup and their teardown report, by node id (see pytest_runtest_logreport)."""
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
+CALL_KEY = pytest.StashKey[str]()
+"""How the call phase of a flow test ended: ``"passed"`` or why not (read by the fixture's teardown)."""
+DISCARDED_KEY = pytest.StashKey[list[str]]()
+"""One line per failed test whose recording was not saved (printed in the terminal summary)."""
+WORKER_DISCARDED = "agentflows_discarded"
 WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
 MARKERS = (
-    "agentflow(cassette=None, record=None, latency='recorded'): per-test cassette file name, record mode "
-    "override ('none', 'new', 'all') and latency replay ('recorded' or 'zero') for the agentflow fixture.",
+    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None): per-test cassette file "
+    "name, record mode override ('none', 'new', 'all'), latency replay ('recorded' or 'zero') and whether a "
+    "failing test's recording is saved anyway (default: ini agentflows_save_on_failure, false).",
     "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; "
     "input + output tokens); the test fails when the flow spends more, with spend per agent.",
     "agent_deadline(seconds): the test fails when the flow's virtual elapsed time exceeds seconds.",
@@ -88,6 +94,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "times faster)",
         default="yaml",
     )
+    parser.addini(
+        "agentflows_save_on_failure",
+        "save what a failing (or interrupted) test recorded; default false: its cassette stays as it was",
+        type="bool",
+        default=False,
+    )
     parser.addini("agentflows_redact_headers", "extra header names to scrub from cassettes", type="linelist")
     parser.addini(
         "agentflows_redact_body_keys", "extra JSON body keys to scrub from cassettes", type="linelist"
@@ -104,6 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "Fix: set it to yaml (the default) or json."
         )
     config.stash[ROWS_KEY] = []
+    config.stash[DISCARDED_KEY] = []
     _quiet_looptime_plugin(config)
 
 
@@ -193,6 +206,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         latency=options.latency,
         redactor=Redactor(headers=options.redact_headers, body_keys=options.redact_body_keys),
         test_id=item.nodeid,
+        save_on_failure=options.save_on_failure,
     )
     _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
@@ -207,6 +221,30 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         if unreadable is not None:  # the message names the file and the place: no traceback to read
             pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
         yield flow
+        ended = item.stash.get(CALL_KEY, "did not run to the end")
+        if ended != "passed":
+            flow.mark_failed(ended)
+    if flow.discarded is not None:
+        reason, count = flow.discarded
+        item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
+
+
+def _discard_line(nodeid: str, flow: Flow, reason: str, count: int) -> str:
+    path = flow.cassette_path
+    kept = "kept as it was" if path is not None and path.exists() else "not created"
+    return (
+        f"agentflows: {nodeid} {reason}: its {count} recorded interaction(s) were not saved; cassette "
+        f"{path} {kept}. To save a failing test's recording, set ini agentflows_save_on_failure = true or "
+        "@pytest.mark.agentflow(save_on_failure=True)."
+    )
+
+
+def _call_ended(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "was interrupted (KeyboardInterrupt)"
+    if isinstance(exc, pytest.skip.Exception):
+        return "was skipped"
+    return f"failed ({type(exc).__name__})"
 
 
 def _add_marker_faults(item: pytest.Item, flow: Flow) -> None:
@@ -312,13 +350,20 @@ def _verdicts(item: pytest.Item, flow: Flow) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    result = yield
-    flow = item.stash.get(FLOW_KEY, None)
+    try:
+        result = yield
+        flow = item.stash.get(FLOW_KEY, None)
+        if flow is not None:
+            misses = flow.pending_misses()
+            if misses:
+                raise misses[0]
+            _verdicts(item, flow)
+    except BaseException as exc:
+        if FLOW_KEY in item.stash:
+            item.stash[CALL_KEY] = _call_ended(exc)
+        raise
     if flow is not None:
-        misses = flow.pending_misses()
-        if misses:
-            raise misses[0]
-        _verdicts(item, flow)
+        item.stash[CALL_KEY] = "passed"
     return result
 
 
@@ -356,8 +401,10 @@ def _outcome(reports: list[pytest.TestReport]) -> Outcome:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """pytest-xdist controller: collect the rows a finished worker sent."""
-    rows = getattr(node, "workeroutput", {}).get(WORKER_ROWS, [])
+    """pytest-xdist controller: collect the rows (and discarded recordings) a finished worker sent."""
+    output = getattr(node, "workeroutput", {})
+    node.config.stash[DISCARDED_KEY].extend(output.get(WORKER_DISCARDED, []))
+    rows = output.get(WORKER_ROWS, [])
     if not rows:
         return
     from .report import FlowRow
@@ -370,6 +417,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     rows = config.stash.get(ROWS_KEY, [])
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports
         config.workeroutput[WORKER_ROWS] = [r.model_dump_json() for r in rows]  # type: ignore[attr-defined]
+        config.workeroutput[WORKER_DISCARDED] = config.stash.get(DISCARDED_KEY, [])  # type: ignore[attr-defined]
         return
     wanted = [config.getoption(o, None) for o in ("agentflows_json", "agentflows_html")]
     if not any(wanted):
@@ -401,7 +449,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     rows = config.stash.get(ROWS_KEY, [])
     written = config.stash.get(WRITTEN_KEY, [])
-    if not rows and not written:
+    discarded = config.stash.get(DISCARDED_KEY, [])
+    if not rows and not written and not discarded:
         return
     terminalreporter.write_sep("-", "agentflows")
     if rows and config.getoption("agentflows_report", False):
@@ -420,3 +469,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(summary_line(rows))
     for message, ok in written:
         terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))
+    for note in discarded:
+        terminalreporter.write_line(note, yellow=True)

@@ -4,10 +4,16 @@ Each snapshot is a YAML list, one mapping per decision, keys in a fixed order (`
 ``agent``, then the decision's fields alphabetically), floats rounded to 6 places. Storage is syrupy's
 amber layout (``__snapshots__/<module>.agentflows``: every test of a module in one file), because syrupy's
 unused-snapshot check is quadratic in the number of files.
+
+Writes are atomic: syrupy replaces an amber file atomically only when its file lock is on (under
+pytest-xdist); otherwise it rewrites the file in place, and a process killed mid-write would leave a
+truncated snapshot file. :class:`AtomicAmberSerializer` writes to syrupy's own sidecar
+``<file>.agentflows.tmp`` (which syrupy never takes for a snapshot file) and renames it over the file.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -109,6 +115,56 @@ class _TolerantAmberSerializer(AmberDataSerializer):
             return collection
 
 
+def _syrupy_locks() -> bool:
+    try:
+        from syrupy.utils import snapshot_file_lock_enabled
+    except ImportError:  # syrupy < 5: no file locking at all
+        return False
+    return bool(snapshot_file_lock_enabled())
+
+
+_WRITE_TAKES_FILE_LOCK = "file_lock" in inspect.signature(AmberDataSerializer.write_file).parameters
+
+
+class AtomicAmberSerializer(_TolerantAmberSerializer):
+    """syrupy's amber serializer whose file writes are always atomic (temporary sidecar + ``os.replace``).
+
+    Reads are tolerant (see :class:`_TolerantAmberSerializer`): with ``--snapshot-update``, an unreadable
+    file is replaced by a complete new one.
+    """
+
+    @classmethod
+    def write_file(  # type: ignore[override]
+        cls, snapshot_collection: SnapshotCollection, merge: bool = False, **kwargs: Any
+    ) -> None:
+        """Write (``merge``: read, merge and write) the collection's file; a crash leaves the old file.
+
+        With syrupy's file lock on (pytest-xdist), syrupy's own locked atomic write runs unchanged.
+        """
+        lock = kwargs.get("file_lock")
+        if lock if lock is not None else _syrupy_locks():
+            super().write_file(snapshot_collection, merge, **kwargs)
+            return
+        target = Path(snapshot_collection.location)
+        collection = snapshot_collection
+        if merge:
+            collection = cls.read_file(str(target))
+            collection.merge(snapshot_collection)
+        staged = SnapshotCollection(location=f"{target}.tmp")
+        for snapshot in collection:
+            staged.add(snapshot)
+        extra: dict[str, Any] = {k: v for k, v in kwargs.items() if k == "name_order"}
+        if _WRITE_TAKES_FILE_LOCK:
+            extra["file_lock"] = False  # the sidecar is ours alone: no syrupy lock around it
+        try:
+            super().write_file(staged, False, **extra)
+            with open(staged.location, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(staged.location, target)
+        finally:
+            Path(staged.location).unlink(missing_ok=True)
+
+
 class DecisionLogExtension(AmberSnapshotExtension):
     """syrupy extension: ``assert agentflow.decisions == decision_snapshot``.
 
@@ -117,7 +173,7 @@ class DecisionLogExtension(AmberSnapshotExtension):
     """
 
     file_extension = "agentflows"
-    serializer_class = _TolerantAmberSerializer
+    serializer_class = AtomicAmberSerializer
 
     def read_snapshot_data_from_location(
         self, snapshot_location: str, snapshot_name: str, session_id: str

@@ -35,7 +35,7 @@ from ..errors import CassetteError, UnrecordedRequestError
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
 from ._redact import Redactor
-from ._store import AtomicPersister
+from ._store import GuardedPersister
 
 META_KEY = "agentflows"
 
@@ -111,7 +111,32 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self._loading = False
         self._load_index = 0
         self._recorded_order: dict[int, tuple[float, str]] = {}
+        self.discard_reason: str | None = None
+        """Set when the recording must not be saved (its test failed): ``_save`` then writes nothing."""
+        self.discarded = 0
+        """Interactions recorded now that were not saved because of ``discard_reason``."""
+        self.save_error: BaseException | None = None
+        """What saving raised (re-raised by :class:`Recorder` once vcrpy's patches are undone)."""
         super().__init__(path, **kwargs)
+
+    # -- saving ------------------------------------------------------------------------------------------
+    def _save(self, force: bool = False) -> None:
+        """vcrpy's save, unless the recording is discarded; errors are kept for :class:`Recorder`.
+
+        vcrpy saves before it undoes its patches; an exception escaping here would leave them installed.
+        """
+        if not (force or self.dirty):
+            return
+        if self.discard_reason is not None:
+            self.discarded = self.recorded_count
+            return
+        persister = self._persister
+        if isinstance(persister, GuardedPersister):
+            persister.recorded = self.recorded_count
+        try:
+            super()._save(force=force)
+        except BaseException as exc:  # CassetteConflictError, OSError, KeyboardInterrupt during the write
+            self.save_error = exc
 
     # -- index -------------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -380,9 +405,14 @@ class Recorder:
         clock: The flow's :class:`~pytest_agentflows.VirtualClock`.
         test_id: Node id used in error messages.
         redactor: Secret scrubbing applied before anything is stored or matched.
+        save_on_failure: Save the recording even when the block raises.
+
+    When the block raises (or ``cassette.discard_reason`` is set), nothing is written: the file keeps its
+    previous content (``cassette.discarded`` counts the interactions not saved).
 
     Raises:
         CassetteError: on entering, when the cassette exists but cannot be read (the file is untouched).
+        CassetteConflictError: on leaving, when another writer changed the file since it was loaded.
     """
 
     path: str
@@ -391,6 +421,8 @@ class Recorder:
     clock: Any
     test_id: str = ""
     redactor: Redactor = field(default_factory=Redactor)
+    save_on_failure: bool = False
+    """Save what was recorded even when the block raises (default: keep the file as it was)."""
     cassette: FlowCassette | None = None
     _cm: Any = None
     _undo: list[Callable[[], None]] = field(default_factory=list)
@@ -414,7 +446,7 @@ class Recorder:
             path=self.path,
             serializer=serializer,
             record_mode=_vcr_mode(self.mode),
-            persister=AtomicPersister,
+            persister=GuardedPersister(self.test_id, guard=self.mode is not RecordMode.NONE),
             before_record_request=redactor.request,
             before_record_response=before_record_response,
             drop_unused_requests=self.mode is RecordMode.ALL,
@@ -433,10 +465,17 @@ class Recorder:
         assert self.cassette is not None
         return self.cassette
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        cassette = self.cassette
+        assert cassette is not None
+        if exc_type is not None and not self.save_on_failure and cassette.discard_reason is None:
+            cassette.discard_reason = f"{exc_type.__name__} raised while recording"
         while self._undo:
             self._undo.pop()()
-        self._cm.__exit__(*exc)
+        self._cm.__exit__(exc_type, *exc)
+        if cassette.save_error is not None:
+            error, cassette.save_error = cassette.save_error, None
+            raise error
 
     def _wrap_async_transports(self) -> None:
         import importlib

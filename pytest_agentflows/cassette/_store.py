@@ -4,18 +4,36 @@ vcrpy's own persister treats an unreadable cassette as empty (and may then overw
 plain ``open("w")``. This persister raises :class:`~pytest_agentflows.CassetteError` naming the file and the
 place instead, and writes to a temporary file in the same directory that replaces the cassette in one
 ``os.replace``: a crash or a failing recording never leaves a truncated cassette behind.
+
+Temporary files are named ``.<file name>.<random>.tmp``: hidden, and with no cassette extension, so
+neither our loader nor vcrpy nor a ``*.yaml`` glob ever takes one for a cassette. Every write holds an
+advisory lock on the file's directory (:func:`directory_lock`), so one left by a killed process (no live
+writer can hold it) is removed the next time the same file is written.
+
+:class:`GuardedPersister` (one per cassette use) also detects two writers of one cassette: it remembers the
+file it loaded and, at save time, under an advisory lock on the cassette's directory, refuses to replace a
+file that changed since (:class:`~pytest_agentflows.errors.CassetteConflictError`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CassetteError
+from ..errors import CassetteConflictError, CassetteError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock, the change check still runs
+    fcntl = None  # type: ignore[assignment]
 
 
 def _file_mode(target: Path) -> int:
@@ -31,10 +49,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file + ``os.replace``), creating parent directories.
 
     The file keeps its permissions when it exists (new files get ``0666`` minus the umask); on any error
-    the temporary file is removed and ``path`` is untouched.
+    the temporary file is removed and ``path`` is untouched. Runs under :func:`directory_lock`, and first
+    removes the temporary files of ``path`` that a killed writer left behind.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with directory_lock(target.parent):
+        _write_locked(target, data)
+
+
+def _write_locked(target: Path, data: bytes) -> None:
+    """:func:`atomic_write_bytes` for a caller that holds :func:`directory_lock` on ``target.parent``."""
+    for stale in temp_files_of(target):  # no live writer: every writer of ``target`` holds the lock
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.chmod(tmp, _file_mode(target))  # mkstemp creates 0600; keep the file's (or the umask's) mode
@@ -46,6 +72,89 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temp_files_of(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files :func:`atomic_write_bytes` creates for ``path`` (``.<name>.*.tmp`` beside it)."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    return sorted(target.parent.glob(f".{glob_escape(target.name)}.*.tmp"))
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters (``[``, ``*``, ``?``) escaped; test names contain ``[...]``."""
+    import glob
+
+    return glob.escape(name)
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``directory`` (created if missing) while inside.
+
+    Serialises cassette saves across processes (pytest-xdist workers) without a lock file. A no-op where
+    ``fcntl`` does not exist (Windows).
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - a directory we may write but not read: no lock
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a cassette file was when it was loaded: enough to tell whether someone replaced it since."""
+
+    size: int
+    """Bytes."""
+    mtime_ns: int
+    """Modification time, nanoseconds."""
+    inode: int
+    """Inode number (``os.replace`` always gives a new one)."""
+    sha256: str
+    """Hex digest of the content (the arbiter when the metadata differ)."""
+
+    @classmethod
+    def of(cls, raw: bytes, stat: os.stat_result) -> Fingerprint:
+        """The fingerprint of ``raw``, read from a file whose ``fstat`` is ``stat``."""
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_ino, hashlib.sha256(raw).hexdigest())
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> tuple[bytes, Fingerprint] | None:
+        """The content and fingerprint of ``path`` now, or ``None`` when it does not exist."""
+        try:
+            with open(path, "rb") as fh:
+                stat = os.fstat(fh.fileno())
+                raw = fh.read()
+        except FileNotFoundError:
+            return None
+        return raw, cls.of(raw, stat)
+
+    def matches(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` still holds the content this fingerprint was taken of."""
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if (stat.st_size, stat.st_mtime_ns, stat.st_ino) == (self.size, self.mtime_ns, self.inode):
+            return True
+        now = Fingerprint.read(path)
+        return now is not None and now[1].sha256 == self.sha256
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -288,8 +397,6 @@ class AtomicPersister:
             CassetteError: when it exists but cannot be read.
         """
         from vcr.persisters.filesystem import CassetteNotFoundError
-        from vcr.request import Request
-        from vcr.serializers import compat
 
         path = os.fspath(cassette_path)
         try:
@@ -298,6 +405,15 @@ class AtomicPersister:
             raise CassetteNotFoundError() from None
         except OSError as exc:
             raise CassetteError(path, "", f"cannot open the file ({exc})") from exc
+        return cls.parse_bytes(raw, path)
+
+    @staticmethod
+    def parse_bytes(raw: bytes, path: str) -> tuple[Any, ...]:
+        """``(requests, responses[, metadata])`` parsed from ``raw``, the bytes of cassette ``path``."""
+        from vcr.persisters.filesystem import CassetteNotFoundError
+        from vcr.request import Request
+        from vcr.serializers import compat
+
         if raw.startswith(b"\x1f\x8b"):
             raise CassetteError(
                 path,
@@ -331,3 +447,68 @@ class AtomicPersister:
         from vcr.serialize import serialize
 
         atomic_write_text(cassette_path, serialize(cassette_dict, serializer))
+
+
+class GuardedPersister(AtomicPersister):
+    """The persister of one cassette use: atomic writes that never replace a file changed by someone else.
+
+    vcrpy accepts a persister instance; :class:`~pytest_agentflows.cassette._recorder.Recorder` makes one per
+    activation. ``load_cassette`` remembers the :class:`Fingerprint` of the bytes it parsed (or that the file
+    did not exist); ``save_cassette``, under :func:`directory_lock`, checks that the file is still that one
+    before replacing it, and removes temporary files a killed writer left behind.
+
+    Args:
+        test_id: Node id of the test recording (for the error message).
+        guard: Fingerprint files on load (``False`` for replay-only flows, which never save).
+    """
+
+    def __init__(self, test_id: str = "", *, guard: bool = True) -> None:
+        self.test_id = test_id
+        self.guard = guard
+        self.loaded: Fingerprint | None = None
+        """Fingerprint of the file as loaded; ``None`` when it did not exist."""
+        self.recorded = 0
+        """Set by the cassette before saving: interactions recorded now (for the conflict message)."""
+
+    def load_cassette(  # type: ignore[override]
+        self, cassette_path: str | os.PathLike[str], serializer: Any
+    ) -> tuple[Any, ...]:
+        """Like :meth:`AtomicPersister.load_cassette`, remembering what was read.
+
+        Raises:
+            vcr.persisters.filesystem.CassetteNotFoundError: when the file does not exist or is empty.
+            CassetteError: when it exists but cannot be read.
+        """
+        if not self.guard:
+            return AtomicPersister.load_cassette(cassette_path, serializer)
+        from vcr.persisters.filesystem import CassetteNotFoundError
+
+        path = os.fspath(cassette_path)
+        try:
+            found = Fingerprint.read(path)
+        except OSError as exc:
+            raise CassetteError(path, "", f"cannot open the file ({exc})") from exc
+        if found is None:
+            raise CassetteNotFoundError()
+        raw, self.loaded = found
+        return self.parse_bytes(raw, path)
+
+    def save_cassette(  # type: ignore[override]
+        self, cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any
+    ) -> None:
+        """Serialise with vcrpy; replace the file atomically unless it changed since it was loaded.
+
+        Raises:
+            CassetteConflictError: when another writer replaced or created the file meanwhile (the file is
+                left as that writer made it).
+        """
+        from vcr.serialize import serialize
+
+        data = serialize(cassette_dict, serializer).encode("utf-8")
+        target = Path(cassette_path)
+        with directory_lock(target.parent):
+            if target.exists() and (self.loaded is None or not self.loaded.matches(target)):
+                raise CassetteConflictError(target, self.test_id, self.recorded)
+            _write_locked(target, data)
+            found = Fingerprint.read(target)
+            self.loaded = found[1] if found is not None else None
