@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 # to its state at their start, so modules loaded here are reused instead of re-imported by every run.
 import anthropic  # noqa: F401
 import httpx  # noqa: F401
-import httpx2  # noqa: F401
 import openai  # noqa: F401
 import pytest
 import requests  # noqa: F401
+import stacks  # noqa: F401  (imports httpx2 when it is installed)
 import syrupy.extensions.amber  # noqa: F401
 import vcr
 import vcr.cassette
