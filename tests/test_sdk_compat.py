@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import warnings
 from typing import Any
 
 import anthropic
@@ -10,6 +13,7 @@ import openai
 import pytest
 from stacks import ANTHROPIC_HTTP, HAS_HTTPX2, OPENAI_HTTP, OPENAI_ON_HTTPX2, httpx2
 
+from pytest_agentflows import VirtualClock
 from pytest_agentflows._errtext import error_text
 
 OPENAI_ERROR = {
@@ -75,3 +79,19 @@ def test_the_installed_world_is_consistent() -> None:
     assert (httpx2 is not None) == HAS_HTTPX2
     if OPENAI_ON_HTTPX2:
         assert HAS_HTTPX2
+
+
+def test_asyncio_run_joins_the_executor_on_real_time() -> None:
+    """Python >= 3.12 gives the executor shutdown a 300 s timeout; on the virtual loop it must not fire."""
+    clock = VirtualClock()
+
+    async def flow() -> float:
+        assert clock.attach_loop()
+        await asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.01)  # starts an executor thread
+        await clock.sleep(5)
+        return clock.now()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "The executor did not finishing joining its threads within 300 s"
+        assert asyncio.run(flow()) == 5.0
+    assert clock.now() == 5.0
