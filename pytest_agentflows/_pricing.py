@@ -62,7 +62,8 @@ def price_usd(
         cache_read_tokens: Of ``input_tokens``, those read from the prompt cache (cheaper rate).
         cache_write_tokens: Of ``input_tokens``, those written to the prompt cache (Anthropic's rate).
         cache_write_1h_tokens: Of ``cache_write_tokens``, those written with Anthropic's 1-hour TTL
-            (charged at the 1-hour cache-write rate).
+            (charged at the 1-hour cache-write rate; genai-prices < 0.1.0 has none and charges the
+            5-minute rate).
         api_url: Request URL; when given, the provider is found from its host first (so Azure and
             OpenRouter calls get those providers' prices).
         at: When the request was made (timezone-aware, or naive UTC); ``None`` means

@@ -220,7 +220,7 @@ class FlowTransport:
             for name in _STACKS:
                 try:
                     module = importlib.import_module(name)
-                except ImportError:  # pragma: no cover - both are installed with the SDKs
+                except ImportError:  # httpx2 is absent with openai 2.x / anthropic 0.x (the httpx world)
                     continue
                 self._patch(module.HTTPTransport, "handle_request", self._sync_wrapper(module))
                 self._patch(module.AsyncHTTPTransport, "handle_async_request", self._async_wrapper(module))

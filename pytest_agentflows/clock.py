@@ -152,6 +152,7 @@ class VirtualClock:
         if not patched.looptime_on:
             self._looptime_cm = patched.looptime_enabled()
             self._looptime_cm.__enter__()
+            self._real_time_executor_shutdown(patched)
         base_now = self.now()
         self._loop = patched
         self._loop_origin = patched.time()
@@ -160,6 +161,21 @@ class VirtualClock:
         with self._lock:
             self._frontier = max(self._frontier, base_now)
         return True
+
+    def _real_time_executor_shutdown(self, loop: Any) -> None:
+        """Detach before ``loop.shutdown_default_executor``: joining threads takes real time.
+
+        ``asyncio.run`` and ``asyncio.Runner.close`` give it a 300 s timeout from Python 3.12 on; on a
+        virtual loop that timer is the next thing due, so it would fire at once and warn ("The executor
+        did not finishing joining its threads") while the threads are still being joined.
+        """
+        original = loop.shutdown_default_executor
+
+        async def shutdown_default_executor(*args: Any, **kwargs: Any) -> None:
+            self.detach_loop()
+            await original(*args, **kwargs)
+
+        loop.shutdown_default_executor = shutdown_default_executor
 
     def detach_loop(self) -> None:
         """Stop reading the event loop's time; the time it reached is kept.

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import AgentScope, current_agent
+from ._errtext import error_text
 from .clock import VirtualClock
 from .decisions import DecisionLog
 from .errors import AgentflowsError
@@ -366,11 +367,15 @@ def with_fallback(
 
     def failed(attempt: int, exc: BaseException) -> None:
         if attempt < attempts:
-            vlog.record("agent_retry", attempt=attempt, error=type(exc).__name__, message=str(exc))
+            vlog.record("agent_retry", attempt=attempt, error=type(exc).__name__, message=error_text(exc))
 
     def gave_up(name: str, exc: BaseException) -> None:
         vlog.record(
-            "fallback_used", fallback=name, attempts=attempts, error=type(exc).__name__, message=str(exc)
+            "fallback_used",
+            fallback=name,
+            attempts=attempts,
+            error=type(exc).__name__,
+            message=error_text(exc),
         )
 
     sync_fallback = target(fallback, sync=True)

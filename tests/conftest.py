@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 # to its state at their start, so modules loaded here are reused instead of re-imported by every run.
 import anthropic  # noqa: F401
 import httpx  # noqa: F401
-import httpx2  # noqa: F401
 import openai  # noqa: F401
 import pytest
 import requests  # noqa: F401
+import stacks  # noqa: F401  (imports httpx2 when it is installed)
 import syrupy.extensions.amber  # noqa: F401
 import vcr
 import vcr.cassette
@@ -69,3 +69,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("stress") is not None:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print pytest-randomly's seed at the end too: ``-q`` hides the header line that names it."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.pluginmanager.has_plugin("randomly"):
+        terminalreporter.write_line(f"random order: re-run it with -p randomly --randomly-seed={seed}")

@@ -12,9 +12,9 @@ from typing import Any
 
 import anthropic
 import httpx
-import httpx2
 import openai
 import pytest
+from stacks import SDK_HTTP, STACKS
 
 from pytest_agentflows import (
     Fault,
@@ -33,7 +33,6 @@ CLAUDE = "claude-haiku-4-5"
 MESSAGES: Any = [{"role": "user", "content": "look it up"}]
 CHAT_URL = "https://api.openai.com/v1/chat/completions"
 BODY = {"model": GPT, "messages": MESSAGES}
-STACKS = [pytest.param(httpx, id="httpx"), pytest.param(httpx2, id="httpx2")]
 
 INI = """
 [pytest]
@@ -234,7 +233,7 @@ def test_anthropic_retries_529_and_gives_up_after_max_retries(
     scripted_model.strict = False
     scripted_model.anthropic(agent="critic").reply("never served")
     agentflow.faults.status("critic", 529, retry_after=0.5)
-    with agentflow.agent("critic"), pytest.raises(anthropic.InternalServerError) as info:
+    with agentflow.agent("critic"), pytest.raises(anthropic.APIStatusError) as info:  # 0.x: OverloadedError
         anthropic.Anthropic(api_key="k", max_retries=3).messages.create(
             model=CLAUDE, max_tokens=9, messages=MESSAGES
         )
@@ -332,7 +331,7 @@ def test_at_times_wildcard_and_composition(agentflow: Flow, scripted_model: Scri
     agentflow.faults.status("a", 400, at=1)  # shadowed: the first matching fault fires
 
     def post(agent: str) -> int:
-        with agentflow.agent(agent), httpx2.Client() as http:
+        with agentflow.agent(agent), SDK_HTTP.Client() as http:
             return int(http.post(CHAT_URL, json=BODY).status_code)
 
     assert post("a") == 200  # a#0: delay only
@@ -340,7 +339,7 @@ def test_at_times_wildcard_and_composition(agentflow: Flow, scripted_model: Scri
     with pytest.raises(RuntimeError, match="boom"):
         post("b")  # b#0: delay + the exception as given
     assert post("b") == 200  # b#1: nothing left (delay used 3 times)
-    with httpx2.Client() as http:
+    with SDK_HTTP.Client() as http:
         assert http.post(CHAT_URL, json=BODY).status_code == 200  # unnamed: "*" delay used up
     assert [(d.agent, d.fault, d.call) for d in log(agentflow) if d.kind == "fault_injected"] == [
         ("a", "delay", 0),
@@ -364,9 +363,9 @@ def test_faults_ignore_non_model_requests(agentflow: Flow) -> None:
 
 
 def test_custom_exception_class_and_status_message(agentflow: Flow, scripted_model: ScriptedModel) -> None:
-    agentflow.faults.fail("a", httpx2.ConnectTimeout, times=1).status("a", 418, message="teapot", at=1)
-    with agentflow.agent("a"), httpx2.Client() as http:
-        with pytest.raises(httpx2.ConnectTimeout, match="ConnectTimeout \\(injected"):
+    agentflow.faults.fail("a", SDK_HTTP.ConnectTimeout, times=1).status("a", 418, message="teapot", at=1)
+    with agentflow.agent("a"), SDK_HTTP.Client() as http:
+        with pytest.raises(SDK_HTTP.ConnectTimeout, match="ConnectTimeout \\(injected"):
             http.post(CHAT_URL, json=BODY)
         response = http.post(CHAT_URL, json=BODY)
     assert response.json() == {
@@ -376,7 +375,7 @@ def test_custom_exception_class_and_status_message(agentflow: Flow, scripted_mod
 
 def test_anthropic_error_format(agentflow: Flow, scripted_model: ScriptedModel) -> None:
     agentflow.faults.status("*", 429, retry_after=7)
-    with httpx2.Client() as http:
+    with SDK_HTTP.Client() as http:
         response = http.post("https://api.anthropic.com/v1/messages", json={"model": CLAUDE, "messages": []})
     payload = json.loads(response.content)
     assert payload["type"] == "error" and payload["error"]["type"] == "rate_limit_error"
@@ -476,7 +475,7 @@ def test_marker_forms(pytester: pytest.Pytester) -> None:
         @pytest.mark.agent_faults("nope")
         def test_bad_positional(agentflow):
             pass
-        """
+        """.replace("httpx2", SDK_HTTP.__name__)
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "--continue-on-collection-errors")
     result.assert_outcomes(passed=2, errors=3)  # collection errors: the misused tests never run

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import json
 import subprocess
 import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import anthropic
-import httpx2
 import openai
 import pytest
+from packaging.version import Version
+from stacks import ANTHROPIC_HTTP, OPENAI_HTTP
 
 from pytest_agentflows import providers
 from pytest_agentflows._pricing import REFERENCE_TIME, price_time_from_date_header, price_usd
@@ -201,6 +204,10 @@ def test_anthropic_input_tokens_include_cache_writes_and_reads() -> None:
     )
 
 
+@pytest.mark.skipif(
+    Version(importlib.metadata.version("genai-prices")) < Version("0.1.0"),
+    reason="genai-prices < 0.1.0 has no 1-hour cache-write rate (it charges them at the 5-minute rate)",
+)
 def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate() -> None:
     usage = {"input_tokens": 10, "output_tokens": 20, "cache_creation_input_tokens": 1000}
     five_min = {
@@ -472,25 +479,29 @@ _DROP = {"content-encoding", "content-length", "transfer-encoding"}
 
 def _sdk_usage(it: Interaction) -> tuple[str | None, tuple[int, int, int, int] | None]:
     """Serve the recorded response to the official SDK; return its model and usage in ledger terms."""
-    sent: list[httpx2.Request] = []
-    with httpx2.Client(transport=httpx2.MockTransport(lambda request: _serve(it, request, sent))) as http:
+    assert it.call is not None
+    stack = ANTHROPIC_HTTP if it.call.api.startswith("anthropic") else OPENAI_HTTP  # what the SDK sends with
+    sent: list[Any] = []
+    with stack.Client(
+        transport=stack.MockTransport(lambda request: _serve(stack, it, request, sent))
+    ) as http:
         result = _ask_sdk(it, http)
     path = urlsplit(it.uri).path.rstrip("/")
     assert len(sent) == 1 and sent[0].url.path.rstrip("/") == path
     return result
 
 
-def _serve(it: Interaction, request: httpx2.Request, sent: list[httpx2.Request]) -> httpx2.Response:
+def _serve(stack: ModuleType, it: Interaction, request: Any, sent: list[Any]) -> Any:
     """The recorded response, as the server sent it (decoded body, so no content-encoding)."""
     assert it.call is not None
     sent.append(request)
     headers = [(k, v) for k, vs in it.response["headers"].items() if k.lower() not in _DROP for v in vs]
     if not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("content-type", "text/event-stream" if it.call.streamed else "application/json"))
-    return httpx2.Response(it.status, headers=headers, content=it.response_body)
+    return stack.Response(it.status, headers=headers, content=it.response_body)
 
 
-def _ask_sdk(it: Interaction, http: httpx2.Client) -> tuple[str | None, tuple[int, int, int, int] | None]:
+def _ask_sdk(it: Interaction, http: Any) -> tuple[str | None, tuple[int, int, int, int] | None]:
     call = it.call
     assert call is not None
     req = it.request_json() or {}

@@ -10,9 +10,9 @@ from typing import Any
 
 import anthropic
 import httpx
-import httpx2
 import openai
 import pytest
+from stacks import SDK_HTTP, httpx2, needs_httpx2
 
 from pytest_agentflows import (
     Flow,
@@ -53,7 +53,7 @@ def ask(agentflow: Flow, agent: str, text: str = "hi") -> str:
     return reply.choices[0].message.content or ""
 
 
-# -- wire formats through the real SDKs (httpx2 stack) ------------------------------------------------------
+# -- wire formats through the real SDKs (on the stack they are built on) ------------------------------------
 
 
 def test_openai_chat_reply_usage_latency_and_ledger(agentflow: Flow, scripted_model: ScriptedModel) -> None:
@@ -189,6 +189,7 @@ async def test_async_anthropic_stream_and_wait_for(agentflow: Flow, scripted_mod
 # -- the httpx stack (openai <= 2 is built on it): raw clients -------------------------------------------------
 
 
+@needs_httpx2
 def test_raw_httpx_and_httpx2_clients(agentflow: Flow, scripted_model: ScriptedModel) -> None:
     scripted_model.openai(agent="a").reply("via httpx", latency=1.0)
     scripted_model.openai(agent="b").reply("via httpx2", latency=2.0)
@@ -204,6 +205,7 @@ def test_raw_httpx_and_httpx2_clients(agentflow: Flow, scripted_model: ScriptedM
     assert agentflow.elapsed == 3.0
 
 
+@needs_httpx2
 async def test_raw_async_httpx_and_httpx2_clients(agentflow: Flow, scripted_model: ScriptedModel) -> None:
     scripted_model.anthropic().reply("async httpx", latency=4.0).reply("async httpx2", latency=1.0)
     body = {"model": CLAUDE, "max_tokens": 9, "messages": MESSAGES}
@@ -320,7 +322,7 @@ def test_core_api_without_pytest_fixtures() -> None:
             pass
     assert flow.elapsed == 2.0 and len(flow.calls) == 1
     assert flow._hooks is None  # the transport hooks are gone with the flow
-    assert httpx2.HTTPTransport.handle_request.__module__ == "httpx2._transports.default"
+    assert SDK_HTTP.HTTPTransport.handle_request.__module__ == f"{SDK_HTTP.__name__}._transports.default"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._errtext import error_text
 from .._models import AgentResult, Decision
 from ..errors import BroadcastError
 from ._base import Agent, Pattern, add_usage, call_async, call_sync
@@ -34,7 +35,7 @@ class _Outcome:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {error_text(exc)}"
 
 
 def _seconds(value: float) -> str:
@@ -151,7 +152,7 @@ class Broadcast(Pattern):
         try:
             result = await call_async(rt, agent, key, input)
         except Exception as exc:
-            rt.log.record("agent_failed", agent=key, error=type(exc).__name__, message=str(exc))
+            rt.log.record("agent_failed", agent=key, error=type(exc).__name__, message=error_text(exc))
             return _Outcome(key=key, error=exc, end=rt.clock.now())
         return _Outcome(key=key, result=result, end=rt.clock.now())
 
@@ -215,8 +216,8 @@ class Broadcast(Pattern):
             outcome.end = rt.clock.now()
             outcome.late = self.timeout is not None and outcome.end > t0 + self.timeout + _EPS
             if outcome.error is not None and not outcome.late:
-                error = outcome.error
-                rt.log.record("agent_failed", agent=key, error=type(error).__name__, message=str(error))
+                err = outcome.error
+                rt.log.record("agent_failed", agent=key, error=type(err).__name__, message=error_text(err))
         outcome.held = list(held)
 
     # -- both ------------------------------------------------------------------------------------------
