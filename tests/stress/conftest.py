@@ -29,6 +29,20 @@ def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
     return record
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand the figures to the controller
+        workeroutput["agentflows_stress_figures"] = json.dumps(_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    raw = getattr(node, "workeroutput", {}).get("agentflows_stress_figures")
+    if raw:
+        for nodeid, values in json.loads(raw).items():
+            _FIGURES.setdefault(nodeid, {}).update(values)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if not _FIGURES:
         return
