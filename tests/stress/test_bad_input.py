@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from cassette_strategies import cassette_files, damaged_files, real_files, wrong_documents
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -148,6 +149,41 @@ def _replay_load(tally: Tally) -> Callable[[Path], None]:
             flow.misses.clear()
 
     return load
+
+
+def test_a_content_encoding_the_body_does_not_have_replays(tmp_path: Path) -> None:
+    """Found by the stress fuzz: ``Content-Encoding: [gzip, gzip]`` over a plain body (vcrpy removes one
+    value and keeps the other); the header must go, or the client fails to decode the replayed body."""
+    body = '{"id": "x", "object": "chat.completion", "choices": []}'
+    path = tmp_path / "double_gzip.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "interactions": [
+                    {
+                        "request": {
+                            "method": "POST",
+                            "uri": "http://127.0.0.1:9/v1/x",
+                            "body": "{}",
+                            "headers": {},
+                        },
+                        "response": {
+                            "status": {"code": 200, "message": "OK"},
+                            "headers": {
+                                "Content-Encoding": ["gzip", "gzip"],
+                                "content-type": ["application/json"],
+                            },
+                            "body": {"string": body},
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    tally = Tally()
+    _replay_load(tally)(path)
+    assert tally.replayed == 1
 
 
 def _figures_for(tally: Tally, target: str) -> dict[str, Any]:
