@@ -77,6 +77,7 @@ import contextlib
 import hashlib
 import json
 import re
+import signal
 import socket
 import sys
 import threading
@@ -980,7 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments without the program name; ``sys.argv[1:]`` when ``None``.
 
     Returns:
-        The exit status, 0 after Ctrl+C.
+        The exit status, 0 after Ctrl+C (SIGINT) or SIGTERM.
     """
     parser = argparse.ArgumentParser(
         prog="python -m pytest_agentflows.model_server",
@@ -996,6 +997,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  OPENAI_BASE_URL={server.openai_base_url}")
     print(f"  ANTHROPIC_BASE_URL={server.anthropic_base_url}")
     print("Press Ctrl+C to stop.", flush=True)
+    # Ctrl+C (SIGINT) and SIGTERM stop the server, also when started as a background job (`... &` in a
+    # script), which inherits SIGINT ignored and would otherwise never see KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
