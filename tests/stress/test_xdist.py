@@ -8,6 +8,7 @@ recording into ONE cassette at the same time is detected and reported (CassetteC
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,14 @@ import yaml
 from pytest_agentflows.errors import CassetteConflictError
 from pytest_agentflows.model_server import LocalModelServer
 
+# syrupy 7 locks amber writes by itself under xdist; syrupy 6 needs the (experimental) flag, and warns
+LOCK = ("--snapshot-file-lock",) if int(version("syrupy").split(".")[0]) < 7 else ()
+
 pytest_plugins = ["pytester"]
 
 INI = """
 [pytest]
+asyncio_default_fixture_loop_scope = function
 agentflows_cassette_dir = cassettes
 filterwarnings =
     error
@@ -49,11 +54,14 @@ def test_flow(agentflow, decision_snapshot, n):
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    """Every cassette and snapshot file under ``root``, by relative path (temporary files included)."""
+    """Every cassette and snapshot file under ``root``, by relative path (temporary files included).
+
+    syrupy's own lock sidecar (``<file>.lock``: syrupy 6 leaves it behind under xdist) is not ours to compare.
+    """
     out = {}
     for folder in ("cassettes", "__snapshots__"):
         for path in sorted((root / folder).rglob("*")):
-            if path.is_file():
+            if path.is_file() and not path.name.endswith(".agentflows.lock"):
                 out[str(path.relative_to(root))] = path.read_bytes()
     return out
 
@@ -85,9 +93,9 @@ def _xdist_matrix(
         for folder in ("cassettes", "__snapshots__"):
             for path in (pytester.path / folder).rglob("*.*"):
                 path.unlink()
-        pytester.runpytest(*base, "-n", workers, "--record-agents=all", "--snapshot-update").assert_outcomes(
-            passed=tests
-        )
+        pytester.runpytest(
+            *base, "-n", workers, *LOCK, "--record-agents=all", "--snapshot-update"
+        ).assert_outcomes(passed=tests)
         runs += 1
         mismatches += _mismatches(serial, _files(pytester.path))
 
