@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from .._models import ModelCall, Usage
 from ..errors import CassetteError
 from ..providers import call_from_normalised, parse_normalised
 from ..providers._body import BodyError, json_or_none, normalise_request, normalise_response
-from ._store import syntax_error_place, syntax_error_reason
+from ._store import recorded_metadata, syntax_error_place, syntax_error_reason
 
 __all__ = ["Cassette", "Interaction", "load_cassette"]
 
@@ -227,27 +226,7 @@ def _where(request_place: str, response_place: str, field_name: str) -> str:
 
 
 def _metadata(path: Path, place: str, response: dict[str, Any]) -> tuple[str | None, float]:
-    meta = response.get(META_KEY)
-    if meta is None:
-        return None, 0.0
-    agent = meta.get("agent")
-    if agent is not None and not isinstance(agent, str):
-        raise CassetteError(path, f"{place}.{META_KEY}.agent", f"expected a string or null, found {agent!r}")
-    latency = meta.get("latency_s", 0.0)
-    if latency is None:
-        latency = 0.0
-    if (
-        isinstance(latency, bool)
-        or not isinstance(latency, int | float)
-        or not math.isfinite(latency)
-        or latency < 0
-    ):
-        raise CassetteError(
-            path,
-            f"{place}.{META_KEY}.latency_s",
-            f"expected a non-negative number of seconds, found {latency!r}",
-        )
-    return agent, float(latency)
+    return recorded_metadata(response, path, place)
 
 
 def load_cassette(path: str | os.PathLike[str]) -> Cassette:

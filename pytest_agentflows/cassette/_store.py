@@ -307,17 +307,32 @@ def _normalise_status(resp: dict[str, Any], path: str, where: str) -> None:
         )
 
 
-def _check_metadata(resp: dict[str, Any], path: str, where: str) -> None:
+def recorded_metadata(
+    resp: dict[str, Any], path: str | os.PathLike[str], where: str
+) -> tuple[str | None, float]:
+    """Agent name and latency (seconds) of a response's ``agentflows`` metadata; ``(None, 0.0)`` without it.
+
+    Args:
+        resp: A response dict as read from a cassette.
+        path: The cassette file, for error messages.
+        where: The response's place in the file (``"interactions[3].response"``).
+
+    Raises:
+        CassetteError: the metadata is not a mapping, ``agent`` is not a string or null, or ``latency_s``
+            is not a finite number >= 0.
+    """
     meta = resp.get("agentflows")
     if meta is None:
-        return
+        return None, 0.0
     if not isinstance(meta, dict):
         raise CassetteError(path, f"{where}.agentflows", f"expected a mapping, found {type(meta).__name__}")
     agent = meta.get("agent")
     if agent is not None and not isinstance(agent, str):
         raise CassetteError(path, f"{where}.agentflows.agent", f"expected a string or null, found {agent!r}")
     latency = meta.get("latency_s")
-    if latency is not None and (
+    if latency is None:
+        return agent, 0.0
+    if (
         isinstance(latency, bool)
         or not isinstance(latency, int | float)
         or not math.isfinite(latency)
@@ -328,6 +343,7 @@ def _check_metadata(resp: dict[str, Any], path: str, where: str) -> None:
             f"{where}.agentflows.latency_s",
             f"expected a non-negative number of seconds, found {latency!r}",
         )
+    return agent, float(latency)
 
 
 def parse_cassette(text: str, path: str) -> dict[str, Any]:
@@ -378,7 +394,7 @@ def parse_cassette(text: str, path: str) -> dict[str, Any]:
         _normalise_headers(resp, path, f"{where}.response", response=True)
         _normalise_body(req, path, f"{where}.request", response=False)
         _normalise_body(resp, path, f"{where}.response", response=True)
-        _check_metadata(resp, path, f"{where}.response")
+        recorded_metadata(resp, path, f"{where}.response")
         unknown = sorted(set(req) - {"method", "uri", "headers", "body"})
         if unknown:  # vcrpy's Request(**request) takes exactly these
             raise CassetteError(path, f"{where}.request", f"unknown key(s) {', '.join(map(repr, unknown))}")
