@@ -13,6 +13,7 @@ truncated snapshot file. :class:`AtomicAmberSerializer` writes to syrupy's own s
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -78,6 +79,12 @@ def snapshot_file_problem(path: str | os.PathLike[str]) -> tuple[str, str] | Non
         return None
     except OSError as exc:
         return "", f"cannot open the file ({exc.strerror or exc})"
+    # every assertion of a module reads the same file: check each distinct content once
+    return _problem_in(raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _problem_in(raw: bytes) -> tuple[str, str] | None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
