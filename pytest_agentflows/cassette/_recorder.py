@@ -347,18 +347,12 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         Raises:
             CassetteError: the body does not decompress by its ``Content-Encoding``.
         """
+        from ..providers._body import BodyError, _content_codings, _decode_content
+
         headers = response.get("headers") or {}
-        codings = [
-            c.strip().lower()
-            for name, values in headers.items()
-            if name.lower() == "content-encoding"
-            for value in values
-            for c in str(value).split(",")
-            if c.strip()
-        ]
+        codings = _content_codings(headers)  # the loader made every header value a string
         if not codings:
             return
-        from ..providers._body import BodyError, _decode_content
 
         body = response.get("body", {}).get("string", b"")
         raw = body if isinstance(body, bytes) else str(body).encode()

@@ -526,5 +526,4 @@ class GuardedPersister(AtomicPersister):
             if target.exists() and (self.loaded is None or not self.loaded.matches(target)):
                 raise CassetteConflictError(target, self.test_id, self.recorded)
             _write_locked(target, data)
-            found = Fingerprint.read(target)
-            self.loaded = found[1] if found is not None else None
+            self.loaded = Fingerprint.of(data, os.stat(target))  # what was just written, not read back
