@@ -35,7 +35,7 @@ CONTENDERS = (
     ("floor: httpx2.MockTransport + dict", "floor"),
 )
 # repetitions per size: vcrpy's body matching costs ~1 s per request at 10,000 interactions
-REPS = {10: 200, 100: 150, 1_000: 40, 10_000: 9}
+REPS = {10: 300, 100: 200, 1_000: 80, 10_000: 12}
 # respx registers routes in O(n²) (each new route is compared with every registered one): 10,000 routes
 # take longer than the whole benchmark, so that contender stops at this size
 RESPX_ROUTES_MAX = 2_000

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timezone
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["REFERENCE_TIME", "price_time_from_date_header", "price_usd"]
@@ -31,6 +33,11 @@ def price_time_from_date_header(value: str | None) -> datetime | None:
     """
     if not value:
         return None
+    return _parse_date(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -92,7 +99,40 @@ def price_usd(
     )
 
 
-@functools.lru_cache(maxsize=4096)
+_BASE = (1000, 1000, 100, 100, 10)
+"""A usage inside every price's linear region (input, output, cache read, cache write, cache write 1h)."""
+
+
+class _Rates:
+    """The price of a non-tiered model price as ``base + Σ rate_k × (usage_k - _BASE_k)``, in exact decimals.
+
+    genai-prices prices a call as ``Σ price_per_unit × count / per`` over counts that are differences of
+    the usage fields (uncached input = input - cache reads - cache writes, …): an affine function of the
+    usage unless a price is tiered (the rate changes past an input-token threshold) — those never get here.
+    The base value and each rate come from genai-prices itself (``calc_price`` at ``_BASE`` and at
+    ``_BASE`` plus one token of each kind), so the sum is the exact decimal genai-prices would return.
+    """
+
+    __slots__ = ("base", "rates")
+
+    def __init__(self, base: Decimal, rates: tuple[Decimal, ...]) -> None:
+        self.base = base
+        self.rates = rates
+
+    def price(self, usage: tuple[int, int, int, int, int]) -> float:
+        total = self.base
+        for rate, count, base in zip(self.rates, usage, _BASE, strict=True):
+            if rate:
+                total += rate * (count - base)
+        return float(round(total, 10))
+
+
+_rates_by_price: dict[int, tuple[Any, _Rates | None]] = {}
+"""id(genai-prices ModelPrice) -> (that ModelPrice, kept alive so its id stays unique; its rates or None)."""
+_rates_by_key: dict[tuple[str, str, str | None, datetime], _Rates | None] = {}
+"""(provider, model, api base, minute) -> rates of the price in force then (None: tiered, price exactly)."""
+
+
 def _price(
     provider: str,
     model: str,
@@ -104,27 +144,82 @@ def _price(
     api_base: str | None,
     when: datetime,
 ) -> float | None:
+    usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens)
+    key = (provider, model, api_base, when)
+    rates = _rates_by_key.get(key)
+    if rates is not None and _regular(usage):
+        return rates.price(usage)
+    found = _calc(provider, model, usage, api_base, when)
+    if found is None:
+        return None
+    total, model_price = found
+    if key not in _rates_by_key and len(_rates_by_key) < 4096:
+        _rates_by_key[key] = _rates_of(provider, model, api_base, when, model_price)
+    return float(round(total, 10))
+
+
+def _regular(usage: tuple[int, int, int, int, int]) -> bool:
+    """Counts genai-prices splits without surprises: cache reads and writes within the input tokens."""
+    inp, _out, read, write, write_1h = usage
+    return min(usage) >= 0 and read + write <= inp and write_1h <= write
+
+
+def _rates_of(
+    provider: str, model: str, api_base: str | None, when: datetime, model_price: Any
+) -> _Rates | None:
+    """Rates of ``model_price`` (the price genai-prices used), or ``None`` when it is tiered or unknown."""
+    from genai_prices.types import TieredPrices
+
+    if model_price is None:
+        return None
+    cached = _rates_by_price.get(id(model_price))
+    if cached is not None and cached[0] is model_price:
+        return cached[1]
+    rates: _Rates | None = None
+    values = vars(model_price).values() if hasattr(model_price, "__dict__") else None
+    if values is not None and not any(isinstance(v, TieredPrices) for v in values):
+        points = [_BASE] + [
+            tuple(b + (1 if i == k else 0) for i, b in enumerate(_BASE)) for k in range(len(_BASE))
+        ]
+        totals = [_calc(provider, model, point, api_base, when) for point in points]
+        if all(t is not None and t[1] is model_price for t in totals):
+            base = totals[0][0]  # type: ignore[index]
+            rates = _Rates(base, tuple(t[0] - base for t in totals[1:]))  # type: ignore[index]
+    _rates_by_price[id(model_price)] = (model_price, rates)
+    return rates
+
+
+@functools.lru_cache(maxsize=4096)
+def _calc(
+    provider: str,
+    model: str,
+    usage: tuple[int, ...],
+    api_base: str | None,
+    when: datetime,
+) -> tuple[Decimal, Any] | None:
+    """genai-prices' exact price of ``usage`` and the ``ModelPrice`` it used, ``None`` if it knows none."""
     import genai_prices
 
-    usage = genai_prices.Usage(
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens = usage
+    priced = genai_prices.Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=cache_read_tokens,
         cache_write_tokens=cache_write_tokens,
     )
     if cache_write_1h_tokens:
-        usage.cache_write_1h_tokens = cache_write_1h_tokens
+        priced.cache_write_1h_tokens = cache_write_1h_tokens
     if api_base:
         try:
             calc = genai_prices.calc_price(
-                usage, model, provider_api_url=api_base, genai_request_timestamp=when
+                priced, model, provider_api_url=api_base, genai_request_timestamp=when
             )
         except LookupError:
             pass
         else:
-            return float(round(calc.total_price, 10))
+            return calc.total_price, getattr(calc, "model_price", None)
     try:
-        calc = genai_prices.calc_price(usage, model, provider_id=provider, genai_request_timestamp=when)
+        calc = genai_prices.calc_price(priced, model, provider_id=provider, genai_request_timestamp=when)
     except LookupError:
         return None
-    return float(round(calc.total_price, 10))
+    return calc.total_price, getattr(calc, "model_price", None)

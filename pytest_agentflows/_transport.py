@@ -437,7 +437,9 @@ def _seeded_random() -> float:
 
 def patch_loaded_sdks() -> None:
     """Redirect ``time.sleep`` and the backoff jitter of every loaded SDK module (idempotent, cheap)."""
-    if len(_patched) == len(_SDK_MODULES):
+    if len(_patched) == len(_SDK_MODULES) or all(
+        name in _patched or name not in sys.modules for name in _SDK_MODULES
+    ):
         return
     with _waits_lock:
         if not _active:

@@ -10,8 +10,14 @@ the nearest recorded request.
 Each recorded response dict carries ``agentflows: {agent, latency_s}``; plain vcrpy ignores the extra key,
 so the file stays a normal vcrpy cassette.
 
+On the httpx and httpx2 transports (what the OpenAI and Anthropic SDKs send through) :class:`Recorder`
+wraps vcrpy's patch: a request the index answers is served straight from it
+(:meth:`FlowCassette.replay_direct`, the response built as vcrpy's stub builds it); everything else (a miss,
+a recording) goes on to vcrpy. Other stacks (requests, urllib3, aiohttp) replay through vcrpy's stubs, which
+ask the same index.
+
 Time: sync stacks charge the flow clock synchronously. For the async httpx/httpx2 transports
-:class:`Recorder` installs a thin wrapper over vcrpy's patch that charges latency with
+the wrapper over vcrpy's patch charges latency with
 ``await clock.sleep(latency)`` on the (virtual) event loop, so concurrent calls overlap and timeouts in user
 code fire on recorded latency; while recording, the real request runs blocking on a private sync transport
 so no virtual time passes during real network I/O and timestamps equal those of a later replay.
@@ -111,6 +117,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self._loading = False
         self._load_index = 0
         self._recorded_order: dict[int, tuple[float, str]] = {}
+        self._wire: dict[int, tuple[int, list[tuple[str, str]], bytes, dict[str, bytes] | None] | None] = {}
+        """Per replayed interaction: status, header list, body, extensions for ``module.Response``."""
         self.discard_reason: str | None = None
         """Set when the recording must not be saved (its test failed): ``_save`` then writes nothing."""
         self.discarded = 0
@@ -233,7 +241,43 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         queue = self._queues.get(self._key(request))
         if not queue:
             raise self._miss(request)
-        index = queue.popleft()
+        return self._play(queue.popleft())
+
+    def replay_direct(self, module: Any, method: str, url: str, body: bytes, headers: Any) -> Any | None:
+        """The recorded answer to a live httpx/httpx2 request as a ``module.Response``, or ``None``.
+
+        The replay path of the httpx and httpx2 transports (see :meth:`Recorder._wrap_transports`): one
+        index lookup, then the response built as vcrpy's httpx stub builds it, without vcrpy's request
+        conversion and second lookup. ``None`` (nothing consumed) hands the request to vcrpy: a miss, a
+        recording, ``--record-agents=all``, or a stored response in vcrpy's old httpx layout.
+
+        Args:
+            module: The ``httpx`` or ``httpx2`` module the request belongs to.
+            method: HTTP method.
+            url: Full request URL.
+            body: The request body, read.
+            headers: The request's headers (``module.Headers``).
+        """
+        if self.mode is RecordMode.ALL:
+            return None
+        queue = self._queues.get(self._key(_LiveRequest(method, url, body, headers)))
+        if not queue:
+            return None
+        index = queue[0]
+        wire = self._wire.get(index)
+        if wire is None:
+            wire = self._wire[index] = _wire_form(self.data[index][1])
+            if wire is None:
+                return None
+        queue.popleft()
+        self._play(index)
+        code, header_list, content, extensions = wire
+        return module.Response(
+            code, headers=header_list, stream=module.ByteStream(content), extensions=extensions
+        )
+
+    def _play(self, index: int) -> dict[str, Any]:
+        """Account the replay of interaction ``index`` and return its response dict."""
         self.play_counts[index] += 1
         stored_request, response = self.data[index]
         self.replayed_count += 1
@@ -380,6 +424,43 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             self.listener.on_exchange(exchange)
 
 
+@dataclass(frozen=True)
+class _LiveRequest:
+    """What :meth:`FlowCassette._key` reads of a live request (as a ``vcr.request.Request`` offers it)."""
+
+    method: str
+    uri: str
+    body_bytes: bytes
+    headers: Any
+
+
+def _wire_form(
+    response: Mapping[str, Any],
+) -> tuple[int, list[tuple[str, str]], bytes, dict[str, bytes] | None] | None:
+    """``(status, headers, body, extensions)`` of a stored response as vcrpy's httpx stub sends it.
+
+    ``None`` for what only vcrpy's stub handles (its old httpx layout, a non-ASCII reason phrase).
+    """
+    status = response.get("status")
+    if "status_code" in response or not isinstance(status, Mapping):
+        return None
+    message = status.get("message")
+    if message and (not isinstance(message, str) or not message.isascii()):
+        return None
+    body = response.get("body")
+    content = body.get("string") if isinstance(body, Mapping) else None
+    headers = response.get("headers")
+    if not isinstance(content, bytes) or not isinstance(headers, Mapping):
+        return None
+    header_list = [(name, value) for name, values in headers.items() for value in values]
+    return (
+        int(status["code"]),
+        header_list,
+        content,
+        ({"reason_phrase": message.encode("ascii")} if message else None),
+    )
+
+
 def _has_content_encoding(response: dict[str, Any]) -> bool:
     headers = response.get("headers")
     if not isinstance(headers, Mapping):
@@ -459,7 +540,7 @@ class Recorder:
         )
         self.cassette = self._cm.__enter__()
         try:
-            self._wrap_async_transports()
+            self._wrap_transports()
         except BaseException:
             self._cm.__exit__(None, None, None)
             raise
@@ -478,7 +559,8 @@ class Recorder:
             error, cassette.save_error = cassette.save_error, None
             raise error
 
-    def _wrap_async_transports(self) -> None:
+    def _wrap_transports(self) -> None:
+        """Wrap vcrpy's patches of the httpx/httpx2 transports: replays from the index, time on the clock."""
         import importlib
 
         for name in ("httpx", "httpx2"):
@@ -486,14 +568,32 @@ class Recorder:
                 module = importlib.import_module(name)
             except ImportError:
                 continue
-            cls = module.AsyncHTTPTransport
-            inner = cls.handle_async_request
-            cls.handle_async_request = self._async_wrapper(module, inner)
+            for cls, attr, wrapper in (
+                (module.HTTPTransport, "handle_request", self._sync_wrapper),
+                (module.AsyncHTTPTransport, "handle_async_request", self._async_wrapper),
+            ):
+                inner = getattr(cls, attr)
+                setattr(cls, attr, wrapper(module, inner))
 
-            def undo(cls: Any = cls, inner: Any = inner) -> None:
-                cls.handle_async_request = inner
+                def undo(cls: Any = cls, attr: str = attr, inner: Any = inner) -> None:
+                    setattr(cls, attr, inner)
 
-            self._undo.append(undo)
+                self._undo.append(undo)
+
+    def _sync_wrapper(self, module: Any, inner: Callable[..., Any]) -> Callable[..., Any]:
+        recorder = self
+
+        def handle_request(transport: Any, request: Any) -> Any:
+            cassette = recorder.cassette
+            assert cassette is not None
+            body = b"".join(request.stream)
+            request.stream = module.ByteStream(body)
+            response = cassette.replay_direct(module, request.method, str(request.url), body, request.headers)
+            if response is not None:
+                return response
+            return inner(transport, request)  # vcrpy: a miss, or a recording
+
+        return handle_request
 
     def _async_wrapper(self, module: Any, inner: Callable[..., Any]) -> Callable[..., Any]:
         from vcr.request import Request as VcrRequest
@@ -511,11 +611,15 @@ class Recorder:
             slot = Exchange(charge_clock=False, started_at=started_at)
             token = _exchange.set(slot)
             try:
-                vcr_request = VcrRequest(request.method, str(request.url), body, request.headers)
-                if cassette.can_play_response_for(vcr_request):
-                    response = await inner(transport, request)
-                else:
-                    response = _record_blocking(module, request, body)
+                response = cassette.replay_direct(
+                    module, request.method, str(request.url), body, request.headers
+                )
+                if response is None:
+                    vcr_request = VcrRequest(request.method, str(request.url), body, request.headers)
+                    if cassette.can_play_response_for(vcr_request):  # raises the miss in replay-only mode
+                        response = await inner(transport, request)
+                    else:
+                        response = _record_blocking(module, request, body)
             finally:
                 _exchange.reset(token)
             try:

@@ -105,6 +105,14 @@ def parse_normalised(
         ``None`` for a non-2xx status, a request no adapter matches, a body still compressed (``br``
         without ``brotli``) or a body the adapter does not recognise.
     """
+    found = _parse(request, response)
+    return None if found is None else found[:3]
+
+
+def _parse(
+    request: Mapping[str, Any], response: Mapping[str, Any]
+) -> tuple[ProviderAdapter, ParsedCall, bool, Any] | None:
+    """:func:`parse_normalised`, plus the request body parsed as JSON."""
     code = response["status"]["code"]
     if not 200 <= code < 300:
         return None
@@ -120,7 +128,7 @@ def parse_normalised(
     parsed = adapter.parse(request_json, body, streamed=streamed)
     if parsed is None:
         return None
-    return adapter, parsed, streamed
+    return adapter, parsed, streamed, request_json
 
 
 def call_from_normalised(
@@ -141,11 +149,10 @@ def call_from_normalised(
     Returns:
         The call, or ``None`` (see :func:`parse_normalised`).
     """
-    found = parse_normalised(request, response)
+    found = _parse(request, response)
     if found is None:
         return None
-    adapter, parsed, streamed = found
-    request_json = json_or_none(request["body"])
+    adapter, parsed, streamed, request_json = found
     model = parsed.model
     if model is None and isinstance(request_json, dict) and isinstance(request_json.get("model"), str):
         model = request_json["model"]

@@ -99,6 +99,9 @@ def normalise_headers(raw: Any, where: str) -> dict[str, list[str]]:
         raise BodyError(where, f"expected a mapping of header names to values, found {type(raw).__name__}")
     out: dict[str, list[str]] = {}
     for key, value in raw.items():
+        if type(value) is list and len(value) == 1 and type(value[0]) is str:  # the usual, normal form
+            out[key if type(key) is str else str(key)] = [value[0]]
+            continue
         values = value if isinstance(value, list) else [value]
         out[str(key)] = [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values]
     return out
