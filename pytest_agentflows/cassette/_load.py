@@ -155,9 +155,11 @@ def _read(path: Path) -> Any:
 def _read_yaml(path: Path, raw: bytes) -> Any:
     import yaml
 
+    from ._store import yaml_text
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(raw, Loader=loader)
+        return yaml_text(raw, lambda data: yaml.load(data, Loader=loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

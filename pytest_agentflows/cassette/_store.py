@@ -23,7 +23,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -360,7 +360,7 @@ def parse_cassette(text: str, path: str) -> dict[str, Any]:
     from vcr.serializers import yamlserializer
 
     try:
-        data = json.loads(text) if path.endswith(".json") else yamlserializer.deserialize(text)
+        data = json.loads(text) if path.endswith(".json") else yaml_text(text, yamlserializer.deserialize)
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
         fmt = "JSON" if path.endswith(".json") else "YAML"
         raise CassetteError(
@@ -399,6 +399,21 @@ def parse_cassette(text: str, path: str) -> dict[str, Any]:
         if unknown:  # vcrpy's Request(**request) takes exactly these
             raise CassetteError(path, f"{where}.request", f"unknown key(s) {', '.join(map(repr, unknown))}")
     return data
+
+
+def yaml_text(data: str | bytes, parse: Callable[[Any], Any]) -> Any:
+    """YAML ``data`` read by the fast path for vcrpy's layout (:mod:`._yaml_load`), else by ``parse(data)``.
+
+    The fast path gives PyYAML's safe loader's result or steps aside; ``parse`` (PyYAML) then reads the
+    data and raises its errors.
+    """
+    from ._yaml_load import Unsupported, load
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return load(text)
+    except (Unsupported, UnicodeDecodeError):
+        return parse(data)
 
 
 class AtomicPersister:

@@ -1,0 +1,382 @@
+"""A fast path for reading the YAML that vcrpy (PyYAML's emitter) writes, with exactly PyYAML's result.
+
+PyYAML builds a Python object per node in pure Python even with libyaml (``CSafeLoader`` only scans and
+parses in C): ~1.5 ms per recorded chat completion, most of a cassette's load time. vcrpy writes cassettes
+with PyYAML's emitter in block style, which uses a small part of YAML: block mappings and sequences,
+plain / single-quoted / double-quoted scalars (folded over lines at the emitter's width) and ``{}`` /
+``[]``. :func:`load` reads that part line by line and gives up (:class:`Unsupported`) on anything else:
+tags (``!!binary``), anchors and aliases, literal or folded blocks, flow collections, comments, complex
+keys, documents markers, tabs, characters YAML does not allow unescaped, and any layout it does not
+expect. The caller then parses the text with PyYAML, which gives the same result or the precise error.
+
+Every decision PyYAML makes about meaning is PyYAML's own: plain scalars are resolved by its resolver's
+implicit rules (``yes`` is a bool, ``0x1f`` an int, ``2025-01-01`` a date) and built by its
+``SafeConstructor``; escapes in double-quoted scalars come from its scanner's tables. What this module
+adds is only the layout: indentation and line folding. ``tests/test_yaml_load.py`` compares :func:`load`
+with ``yaml.load(..., CSafeLoader)`` on generated data dumped by vcrpy's serializer and by ``safe_dump``
+at several widths, and on mutated texts (where it must give PyYAML's result or give up).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+__all__ = ["Unsupported", "load"]
+
+_STR = "tag:yaml.org,2002:str"
+_UNSAFE_TAGS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value", "tag:yaml.org,2002:yaml")
+_RESOLVERS = yaml.resolver.Resolver.yaml_implicit_resolvers
+_ESCAPES = yaml.scanner.Scanner.ESCAPE_REPLACEMENTS
+_ESCAPE_CODES = yaml.scanner.Scanner.ESCAPE_CODES
+# Outside the printable set YAML reads unescaped, plus NEL / LS / PS (line breaks to YAML) and BOM.
+_REFUSED = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_FIRST_BAD = frozenset("#&*!|>%@`{[]},'\"?:-")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+class Unsupported(Exception):
+    """The text uses YAML this fast path does not read: parse it with PyYAML instead."""
+
+
+_plain_cache: dict[str, Any] = {}
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _plain(value: str) -> Any:
+    """A plain scalar as PyYAML's resolver and ``SafeConstructor`` read it."""
+    try:
+        return _plain_cache[value]
+    except KeyError:
+        pass
+    resolvers = _RESOLVERS.get(value[0] if value else "", []) + _RESOLVERS.get(None, [])
+    tag = _STR
+    for candidate, regexp in resolvers:
+        if regexp.match(value):
+            tag = candidate
+            break
+    if tag == _STR:
+        result: Any = value
+    elif tag in _UNSAFE_TAGS:
+        raise Unsupported(f"plain scalar {value!r} resolves to {tag}")
+    else:
+        try:
+            result = _constructor.construct_object(yaml.ScalarNode(tag, value))
+        except yaml.YAMLError as exc:
+            raise Unsupported(str(exc)) from None
+    if len(_plain_cache) < 65536:
+        _plain_cache[value] = result
+    return result
+
+
+def _check_plain(text: str) -> None:
+    """Give up on a plain scalar line PyYAML might read differently (comments, mapping values, ...)."""
+    if not text or text[0] == " " or " #" in text or ": " in text or text.endswith(":"):
+        raise Unsupported(f"plain scalar line {text!r}")
+    if text.startswith("- "):
+        raise Unsupported(f"plain scalar line {text!r}")
+    first = text[0]
+    if first in _FIRST_BAD and not (first in "-?:" and len(text) > 1 and text[1] != " "):
+        raise Unsupported(f"plain scalar starting with {first!r}")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+class _Reader:
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+        while self.lines and not self.lines[-1].strip(" "):
+            self.lines.pop()
+        self.n = len(self.lines)
+        self.i = 0
+
+    # -- nodes -------------------------------------------------------------------------------------------
+    def block(self, indent: int) -> Any:
+        rest = self.lines[self.i][indent:]
+        if rest.startswith("- "):
+            return self.sequence(indent)
+        return self.mapping(indent)
+
+    def mapping(self, indent: int) -> dict[Any, Any]:
+        lines = self.lines
+        result: dict[Any, Any] = {}
+        while self.i < self.n:
+            line = lines[self.i]
+            cur = len(line) - len(line.lstrip(" "))
+            if cur < indent:
+                break
+            if cur > indent or cur == len(line):
+                raise Unsupported(f"line {self.i + 1}: unexpected indentation")
+            rest = line[indent:]
+            if rest.startswith("- "):
+                break  # the end of an indentless sequence's parent is decided by the caller
+            found = self.key(rest)
+            if found is None:
+                raise Unsupported(f"line {self.i + 1}: not a mapping entry")
+            key, after = found
+            if after:
+                result[key] = self.inline(after, indent)
+            else:
+                self.i += 1
+                result[key] = self.value_below(indent)
+        return result
+
+    def value_below(self, indent: int) -> Any:
+        """The value of ``key:`` with nothing after the colon: a nested block, or null."""
+        if self.i >= self.n:
+            return None
+        line = self.lines[self.i]
+        cur = _indent(line)
+        if cur == len(line):
+            raise Unsupported(f"line {self.i + 1}: blank line")
+        if cur > indent:
+            return self.block(cur)
+        if cur == indent and line[indent:].startswith("- "):
+            return self.sequence(indent)
+        return None
+
+    def sequence(self, indent: int) -> list[Any]:
+        lines = self.lines
+        result: list[Any] = []
+        while self.i < self.n:
+            line = lines[self.i]
+            cur = len(line) - len(line.lstrip(" "))
+            if cur < indent:
+                break
+            if cur > indent:
+                raise Unsupported(f"line {self.i + 1}: unexpected indentation")
+            rest = line[indent:]
+            if not rest.startswith("- "):
+                if rest == "-":
+                    raise Unsupported(f"line {self.i + 1}: empty sequence entry")
+                break
+            item = rest[2:]
+            inner = indent + 2
+            if item.startswith(" "):
+                raise Unsupported(f"line {self.i + 1}: extra indentation after '-'")
+            plain_key = (": " in item or item.endswith(":")) and item[:1] not in ("'", '"')
+            if item.startswith("- ") or (plain_key and self.key(item) is not None):
+                lines[self.i] = " " * inner + item  # a compact nested block starts on the dash's line
+                result.append(self.block(inner))
+            elif item[:1] in ("'", '"') and self._quoted_key(item):
+                lines[self.i] = " " * inner + item
+                result.append(self.mapping(inner))
+            else:
+                result.append(self.inline(item, indent))
+        return result
+
+    # -- keys --------------------------------------------------------------------------------------------
+    def _quoted_key(self, text: str) -> bool:
+        end = _closing_quote(text)
+        return end is not None and (text[end + 1 :] == ":" or text[end + 1 :].startswith(": "))
+
+    def key(self, rest: str) -> tuple[Any, str] | None:
+        """``(key, text after ': ')`` of a mapping entry line, ``None`` if the line is not one."""
+        first = rest[:1]
+        if first in ("'", '"'):
+            end = _closing_quote(rest)
+            if end is None:
+                return None
+            tail = rest[end + 1 :]
+            if tail == ":":
+                after = ""
+            elif tail.startswith(": "):
+                after = tail[2:].lstrip(" ")
+            else:
+                return None
+            key = _single_line_single(rest[1:end]) if first == "'" else _double_line(rest[1:end])
+            return key, after if after.strip(" ") else ""
+        if first == "?" and rest[1:2] in ("", " "):
+            raise Unsupported("complex mapping key")
+        j = rest.find(": ")
+        if j == -1:
+            if not rest.endswith(":"):
+                return None
+            j = len(rest) - 1
+        text = rest[:j]
+        _check_plain(text)
+        if text.endswith(" "):
+            raise Unsupported(f"key {text!r}")
+        return _plain(text), rest[j + 2 :].lstrip(" ")
+
+    # -- scalars -----------------------------------------------------------------------------------------
+    def inline(self, text: str, indent: int) -> Any:
+        """The scalar that starts with ``text`` on the current line (continuation lines deeper than
+        ``indent``); leaves ``self.i`` on the next line."""
+        first = text[:1]
+        if first == "'":
+            return self.quoted(text[1:], indent, double=False)
+        if first == '"':
+            return self.quoted(text[1:], indent, double=True)
+        if text == "{}" or text == "[]":
+            self.i += 1
+            return {} if text == "{}" else []
+        value = text.rstrip(" ")
+        _check_plain(value)
+        self.i += 1
+        parts = [value]
+        while self.i < self.n:
+            blanks = 0
+            k = self.i
+            while k < self.n and not self.lines[k].strip(" "):
+                blanks += 1
+                k += 1
+            if k >= self.n:
+                break
+            line = self.lines[k]
+            if _indent(line) <= indent:
+                break
+            more = line.strip(" ")
+            _check_plain(more)
+            parts.append("\n" * blanks if blanks else " ")
+            parts.append(more)
+            self.i = k + 1
+        return _plain("".join(parts))
+
+    def quoted(self, s: str, indent: int, *, double: bool) -> str:
+        out: list[str] = []
+        lines = self.lines
+        while True:
+            end = _double_part(s, out) if double else _single_part(s, out)
+            if end is not None:
+                if s[end + 1 :].strip(" "):
+                    raise Unsupported(f"line {self.i + 1}: text after a quoted scalar")
+                self.i += 1
+                return "".join(out)
+            # the scalar goes on: fold the line break
+            escaped_break = double and out and out[-1] is _ESCAPED_BREAK
+            if escaped_break:
+                out.pop()
+            else:
+                out.append(out.pop().rstrip(" ") if out else "")
+            k = self.i + 1
+            blanks = 0
+            while k < self.n and not lines[k].strip(" "):
+                blanks += 1
+                k += 1
+            if k >= self.n or _indent(lines[k]) <= indent:
+                raise Unsupported(f"line {self.i + 1}: unterminated or dedented quoted scalar")
+            if escaped_break:
+                out.append("\n" * blanks)
+            else:
+                out.append("\n" * blanks if blanks else " ")
+            self.i = k
+            s = lines[k].lstrip(" ")
+
+
+_ESCAPED_BREAK = "\\\n"  # marker appended by _double_part for a backslash at the end of a line
+
+
+def _closing_quote(text: str) -> int | None:
+    """Index of the quote closing the one-line quoted scalar ``text`` starts with, or ``None``."""
+    quote = text[0]
+    j = 1
+    while True:
+        k = text.find(quote, j)
+        if k == -1:
+            return None
+        if quote == "'":
+            if text[k + 1 : k + 2] == "'":
+                j = k + 2
+                continue
+            return k
+        backslashes = len(text[j:k]) - len(text[j:k].rstrip("\\"))
+        if backslashes % 2:
+            j = k + 1
+            continue
+        return k
+
+
+def _single_line_single(text: str) -> str:
+    return text.replace("''", "'")
+
+
+def _double_line(text: str) -> str:
+    out: list[str] = []
+    if _double_part(text + '"', out) != len(text):
+        raise Unsupported("double-quoted key")
+    return "".join(out)
+
+
+def _single_part(s: str, out: list[str]) -> int | None:
+    """Append the content of single-quoted text ``s`` up to its closing quote (returned) or the line end."""
+    start = 0
+    while True:
+        j = s.find("'", start)
+        if j == -1:
+            out.append(s[start:])
+            return None
+        if s[j + 1 : j + 2] == "'":
+            out.append(s[start : j + 1])
+            start = j + 2
+            continue
+        out.append(s[start:j])
+        return j
+
+
+_DQ = re.compile(r'["\\]')
+
+
+def _double_part(s: str, out: list[str]) -> int | None:
+    """As :func:`_single_part` for double-quoted text, with PyYAML's escapes."""
+    start = 0
+    while True:
+        m = _DQ.search(s, start)
+        if m is None:
+            out.append(s[start:])
+            return None
+        j = m.start()
+        if s[j] == '"':
+            out.append(s[start:j])
+            return j
+        out.append(s[start:j])
+        if j + 1 == len(s):  # an escaped line break
+            out.append(_ESCAPED_BREAK)
+            return None
+        code = s[j + 1]
+        if code in _ESCAPES:
+            out.append(_ESCAPES[code])
+            start = j + 2
+        elif code in _ESCAPE_CODES:
+            length = _ESCAPE_CODES[code]
+            digits = s[j + 2 : j + 2 + length]
+            if len(digits) != length or not _HEX.fullmatch(digits) or int(digits, 16) > 0x10FFFF:
+                raise Unsupported("bad escape")
+            out.append(chr(int(digits, 16)))
+            start = j + 2 + length
+        else:
+            raise Unsupported(f"unknown escape \\{code}")
+
+
+def load(text: str) -> Any:
+    """Parse ``text`` as PyYAML's safe loader would, or raise :class:`Unsupported`.
+
+    Args:
+        text: A YAML document (a cassette as vcrpy writes it).
+
+    Returns:
+        The document's data: the top-level block mapping (or sequence) as dicts, lists and scalars.
+
+    Raises:
+        Unsupported: the text uses YAML outside what this reader handles (see the module docstring);
+            parse it with PyYAML, which gives the same data or the error.
+    """
+    if _REFUSED.search(text) or text.startswith(("%", "---", "...")) or "\n---" in text or "\n..." in text:
+        raise Unsupported("characters, directives or document markers")
+    reader = _Reader(text)
+    if not reader.lines:
+        raise Unsupported("empty document")
+    first = reader.lines[0]
+    if first.startswith(" ") or first.startswith("#"):
+        raise Unsupported("indented or commented first line")
+    try:
+        data = reader.block(0)
+    except RecursionError:  # nesting deeper than Python's stack: PyYAML reports it
+        raise Unsupported("too deep") from None
+    if reader.i != reader.n:
+        raise Unsupported(f"line {reader.i + 1}: not read")
+    return data
