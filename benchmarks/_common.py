@@ -231,7 +231,7 @@ def _yaml_dump(data: Any) -> str:
 
 
 def write_vcrpy_cassette(path: Path, n: int, latencies: Callable[[int], float] = latency_of) -> Path:
-    """Write a vcrpy-format YAML cassette of ``n`` chat completions to ``path`` (returned)."""
+    """Write a YAML cassette of ``n`` chat completions to ``path`` (returned), as vcrpy writes one."""
     interactions = []
     for i in range(n):
         interactions.append(
@@ -251,7 +251,11 @@ def write_vcrpy_cassette(path: Path, n: int, latencies: Callable[[int], float] =
             }
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_yaml_dump({"interactions": interactions, "version": 1}), encoding="utf-8")
+    # exactly what vcrpy (and so this plugin) writes: its serializer, PyYAML's block style at width 80
+    from vcr.serializers import yamlserializer
+
+    data = {"interactions": interactions, "version": 1}
+    path.write_text(yamlserializer.serialize(data), encoding="utf-8")
     return path
 
 
