@@ -8,6 +8,14 @@ lazily: importing the plugin does not import it.
 Prices in the snapshot can depend on when the request was made (dated price changes, DeepSeek's
 off-peak hours), so the price of a call is computed at the time the call was *recorded* (its response's
 ``Date`` header), never at the wall-clock time the test runs: the same cassette always costs the same.
+
+Speed: genai-prices' exact calculation costs ~0.1–0.3 ms per call. The first call of a model (per provider,
+API URL and minute) is priced by genai-prices; the price it used is then turned into per-token rates by
+asking genai-prices for the price of a few fixed usages (:class:`_Rates`), and later calls of that model
+are priced from those rates in exact decimal arithmetic: the same number genai-prices returns
+(``tests/test_pricing_rates.py`` compares them over every model of the bundled snapshot). Tiered prices
+(a different rate past an input-token threshold) and usages genai-prices might refuse (cache reads beyond
+the input tokens) are always priced by genai-prices itself.
 """
 
 from __future__ import annotations

@@ -68,6 +68,21 @@ def _seen(response: Any) -> tuple[Any, ...]:
     )
 
 
+def _spy_on_vcrpy_stub(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs of the requests that reach vcrpy's httpx request stub from now on."""
+    from vcr.stubs import httpx_stubs
+
+    calls: list[str] = []
+    real = httpx_stubs._vcr_request
+
+    def spy(cassette: Any, real_request: Any, *args: Any) -> Any:
+        calls.append(str(real_request.url))
+        return real(cassette, real_request, *args)
+
+    monkeypatch.setattr(httpx_stubs, "_vcr_request", spy)
+    return calls
+
+
 def _send_all(stack: str, asynchronous: bool) -> list[tuple[Any, ...]]:
     module = importlib.import_module(stack)
     if not asynchronous:
@@ -87,20 +102,12 @@ def test_replay_matches_vcrpy_byte_for_byte(
     tmp_path: Path, stack: str, asynchronous: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import vcr
-    from vcr.stubs import httpx_stubs
 
     path = _cassette(tmp_path / "echo.yaml")
     with vcr.VCR(record_mode="none", match_on=["method", "uri", "body"]).use_cassette(str(path)):
         want = _send_all(stack, asynchronous)
 
-    stub_calls: list[str] = []
-    real = httpx_stubs._vcr_request
-
-    def spy(cassette: Any, real_request: Any, *args: Any) -> Any:
-        stub_calls.append(str(real_request.url))
-        return real(cassette, real_request, *args)
-
-    monkeypatch.setattr(httpx_stubs, "_vcr_request", spy)
+    stub_calls = _spy_on_vcrpy_stub(monkeypatch)
     flow = Flow(cassette=path, record="none", test_id="test_replay_direct")
     with flow.activate():
         got = _send_all(stack, asynchronous)
@@ -117,16 +124,7 @@ def test_replay_matches_vcrpy_byte_for_byte(
 def test_a_miss_goes_through_vcrpy_and_raises_unrecorded(
     tmp_path: Path, stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vcr.stubs import httpx_stubs
-
-    stub_calls: list[str] = []
-    real = httpx_stubs._vcr_request
-
-    def spy(cassette: Any, real_request: Any, *args: Any) -> Any:
-        stub_calls.append(str(real_request.url))
-        return real(cassette, real_request, *args)
-
-    monkeypatch.setattr(httpx_stubs, "_vcr_request", spy)
+    stub_calls = _spy_on_vcrpy_stub(monkeypatch)
     module = importlib.import_module(stack)
     flow = Flow(cassette=_cassette(tmp_path / "echo.yaml"), record="none", test_id="test_miss")
     with flow.activate(), module.Client() as client:
