@@ -35,6 +35,9 @@ _ESCAPE_CODES = yaml.scanner.Scanner.ESCAPE_CODES
 _REFUSED = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
 _FIRST_BAD = frozenset("#&*!|>%@`{[]},'\"?:-")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+_NOT_SIMPLE = _FIRST_BAD | {" "}
+_NONE = object()  # "not this shape" (None is a value)
+_SIMPLE_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*):(?: (.*))?$")
 
 
 class Unsupported(Exception):
@@ -120,10 +123,50 @@ class _Reader:
             key, after = found
             if after:
                 result[key] = self.inline(after, indent)
-            else:
-                self.i += 1
-                result[key] = self.value_below(indent)
+                continue
+            self.i += 1
+            single = self.single_item(indent)
+            result[key] = [single] if single is not _NONE else self.value_below(indent)
         return result
+
+    def single_item(self, indent: int) -> Any:
+        """The value of the one-item list vcrpy writes for each header (``name:`` then ``- value`` at the
+        same indentation), read in one step; ``_NONE`` when the next lines are anything else.
+
+        Only a plain value that :meth:`sequence` and :meth:`inline` would read the same way qualifies: no
+        indicator or space first, no ``': '``, ``' #'`` or final ``':'``, not followed by a continuation
+        line, a blank line or a second item.
+        """
+        i = self.i
+        if i >= self.n:
+            return _NONE
+        line = self.lines[i]
+        dash = indent + 2
+        if line[indent:dash] != "- " or len(line) - len(line.lstrip(" ")) != indent:
+            return _NONE
+        item = line[dash:]
+        quoted = item[:1] == "'" and item.count("'") == 2 and item.rstrip(" ").endswith("'") and len(item) > 1
+        if not quoted and (
+            not item or item[0] in _NOT_SIMPLE or ": " in item or " #" in item or item.endswith(":")
+        ):
+            return _NONE
+        if i + 1 < self.n:
+            follow = self.lines[i + 1]
+            bare = follow.lstrip(" ")
+            if (
+                not bare
+                or len(follow) - len(bare) > indent
+                or (len(follow) - len(bare) == indent and bare[:2] == "- ")
+            ):
+                return _NONE
+        value = item.rstrip(" ")
+        if quoted:
+            self.i = i + 1
+            return value[1:-1]
+        if value.endswith(":"):
+            return _NONE
+        self.i = i + 1
+        return _plain(value)
 
     def value_below(self, indent: int) -> Any:
         """The value of ``key:`` with nothing after the colon: a nested block, or null."""
@@ -176,6 +219,10 @@ class _Reader:
 
     def key(self, rest: str) -> tuple[Any, str] | None:
         """``(key, text after ': ')`` of a mapping entry line, ``None`` if the line is not one."""
+        simple = _SIMPLE_KEY.match(rest)
+        if simple is not None:  # a header name or a field name: what nearly every key is
+            after = simple.group(2)
+            return _plain(simple.group(1)), after.lstrip(" ") if after else ""
         first = rest[:1]
         if first in ("'", '"'):
             end = _closing_quote(rest)
