@@ -110,6 +110,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self._clock_now = agentflows_clock_now
         self._queues: dict[RequestKey, deque[int]] = {}
         self._key_memo: dict[tuple[str, str, bytes | None], RequestKey] = {}
+        self._stored_keys: dict[tuple[str, str, bytes | None], RequestKey] = {}
+        """(method, URL, body) of each stored request -> its index key (a key is a function of these)."""
         self._starts: dict[int, tuple[float, float]] = {}
         self.replayed_count = 0
         self.recorded_count = 0
@@ -153,9 +155,12 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         try:
             super()._load()
             self._queues = {}
+            self._stored_keys = {}
             for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
                 self._load_index = index
-                self._queues.setdefault(self._key(request, redacted=True), deque()).append(index)
+                key = self._key(request, redacted=True)
+                self._queues.setdefault(key, deque()).append(index)
+                self._stored_keys[(request.method, request.uri, request.body_bytes)] = key
         except (CassetteError, UnrecordedRequestError):
             raise
         except Exception as exc:  # the persister checked every field: a safety net naming the place
@@ -191,11 +196,10 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             learned = redactor.learn(request)
             if redactor.refresh_env() or learned:
                 self._key_memo.clear()
-            key = request_key(
-                request.method,
-                redactor.scrub_url(request.uri),
-                redactor.scrub_body(body),
-                secret_query=redactor.query_keys,
+            uri, scrubbed = redactor.scrub_url(request.uri), redactor.scrub_body(body)
+            # the key of a stored request with these very bytes (the usual replay), else computed
+            key = self._stored_keys.get((request.method, uri, scrubbed)) or request_key(
+                request.method, uri, scrubbed, secret_query=redactor.query_keys
             )
             if len(self._key_memo) >= 256:
                 self._key_memo.clear()
