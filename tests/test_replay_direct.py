@@ -136,7 +136,7 @@ def test_a_miss_goes_through_vcrpy_and_raises_unrecorded(
 
 
 def test_an_old_httpx_layout_response_is_served_by_vcrpy(tmp_path: Path) -> None:
-    """vcrpy's pre-8 httpx layout (``status_code``/``content``) is left to vcrpy's stub, which reads it."""
+    """vcrpy's pre-8 httpx layout (``status_code``/``content``) is built by vcrpy's own function."""
     import httpx
 
     path = tmp_path / "old.yaml"
@@ -155,3 +155,35 @@ def test_an_old_httpx_layout_response_is_served_by_vcrpy(tmp_path: Path) -> None
             response = client.get(URL)
     assert response.status_code == 200
     assert response.content == b"old"  # vcrpy's own reading of the old layout
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_threads_replaying_one_request_get_each_recorded_response_once(tmp_path: Path, stack: str) -> None:
+    """Identical requests from many threads at once: every recorded response is served exactly once."""
+    import threading
+
+    count = 64
+    interactions = [_interaction('{"q": "same"}', 200, "OK", f'{{"n": {n}}}') for n in range(count)]
+    path = tmp_path / "same.yaml"
+    path.write_text(yaml.safe_dump({"interactions": interactions, "version": 1}), encoding="utf-8")
+    module = importlib.import_module(stack)
+    got: list[bytes] = []
+    barrier = threading.Barrier(8)
+
+    def worker(client: Any) -> None:
+        barrier.wait()
+        for _ in range(count // 8):
+            got.append(client.post(URL, content=b'{"q": "same"}').content)
+
+    flow = Flow(cassette=path, record="none", test_id="test_threads")
+    with flow.activate(), module.Client() as client:
+        threads = [threading.Thread(target=worker, args=(client,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(got) == sorted(f'{{"n": {n}}}'.encode() for n in range(count))
+    cassette = flow._cassette
+    assert cassette is not None
+    assert cassette.replayed_count == count
+    assert sorted(cassette.play_counts.values()) == [1] * count

@@ -252,8 +252,9 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
         The replay path of the httpx and httpx2 transports (see :meth:`Recorder._wrap_transports`): one
         index lookup, then the response built as vcrpy's httpx stub builds it, without vcrpy's request
-        conversion and second lookup. ``None`` (nothing consumed) hands the request to vcrpy: a miss, a
-        recording, ``--record-agents=all``, or a stored response in vcrpy's old httpx layout.
+        conversion and second lookup (a stored response in vcrpy's old httpx layout is built by vcrpy's
+        own function). ``None`` (nothing consumed) hands the request to vcrpy: a miss, a recording, or
+        ``--record-agents=all``.
 
         Args:
             module: The ``httpx`` or ``httpx2`` module the request belongs to.
@@ -265,16 +266,20 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         if self.mode is RecordMode.ALL:
             return None
         queue = self._queues.get(self._key(_LiveRequest(method, url, body, headers)))
-        if not queue:
+        try:
+            index = queue.popleft() if queue else None  # popleft: atomic when threads replay at once
+        except IndexError:  # another thread took the last one
+            index = None
+        if index is None:
             return None
-        index = queue[0]
+        response = self._play(index)
         wire = self._wire.get(index)
         if wire is None:
-            wire = self._wire[index] = _wire_form(self.data[index][1])
-            if wire is None:
-                return None
-        queue.popleft()
-        self._play(index)
+            wire = self._wire[index] = _wire_form(response)
+        if wire is None:  # vcrpy's old httpx layout, a non-ASCII reason: vcrpy's own reading
+            from vcr.stubs.httpx_stubs import _deserialize_response
+
+            return _deserialize_response(response, module)
         code, header_list, content, extensions = wire
         return module.Response(
             code, headers=header_list, stream=module.ByteStream(content), extensions=extensions
