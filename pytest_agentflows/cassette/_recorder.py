@@ -160,7 +160,9 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
                 self._load_index = index
                 key = self._key(request, redacted=True)
                 self._queues.setdefault(key, deque()).append(index)
-                self._stored_keys[(request.method, request.uri, request.body_bytes)] = key
+                body = request.body_bytes
+                if body is None or isinstance(body, bytes):  # (a hook may leave other types)
+                    self._stored_keys[(request.method, request.uri, body)] = key
         except (CassetteError, UnrecordedRequestError):
             raise
         except Exception as exc:  # the persister checked every field: a safety net naming the place
