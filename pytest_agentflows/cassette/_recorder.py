@@ -119,8 +119,6 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self._loading = False
         self._load_index = 0
         self._recorded_order: dict[int, tuple[float, str]] = {}
-        self._wire: dict[int, tuple[int, list[tuple[str, str]], bytes, dict[str, bytes] | None] | None] = {}
-        """Per replayed interaction: status, header list, body, extensions for ``module.Response``."""
         self.discard_reason: str | None = None
         """Set when the recording must not be saved (its test failed): ``_save`` then writes nothing."""
         self.discarded = 0
@@ -275,9 +273,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         if index is None:
             return None
         response = self._play(index)
-        wire = self._wire.get(index)
-        if wire is None:
-            wire = self._wire[index] = _wire_form(response)
+        wire = _wire_form(response)
         if wire is None:  # vcrpy's old httpx layout, a non-ASCII reason: vcrpy's own reading
             from vcr.stubs.httpx_stubs import _deserialize_response
 
