@@ -31,25 +31,25 @@ def oai():
     return openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="sk-test-key-0000", max_retries=0)
 
 def test_chat_sync(agentflow):
-    with agentflow.agent("router"):
-        r = oai().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "classify my billing issue"}])
+    with agentflow.agent("router"), oai() as client:
+        r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "classify my billing issue"}])
     assert r.choices[0].message.content == "billing"
     assert [c.agent for c in agentflow.calls] == ["router"]
     assert agentflow.calls[0].usage.output_tokens == r.usage.completion_tokens
 
 def test_chat_stream(agentflow):
-    with agentflow.agent("writer"):
-        s = oai().chat.completions.create(model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
-                                          messages=[{"role": "user", "content": "write a haiku about tests"}])
+    with agentflow.agent("writer"), oai() as client:
+        s = client.chat.completions.create(model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+                                           messages=[{"role": "user", "content": "write a haiku about tests"}])
         text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
     assert "haiku" in text
     call, = agentflow.calls
     assert call.streamed and call.agent == "writer" and call.usage.output_tokens > 0
 
 def test_responses_sync(agentflow):
-    with agentflow.agent("researcher"):
-        r = oai().responses.create(model="gpt-4o-mini", input="research the topic")
-        s = oai().responses.create(model="gpt-4o-mini", input="stream the topic", stream=True)
+    with agentflow.agent("researcher"), oai() as client:
+        r = client.responses.create(model="gpt-4o-mini", input="research the topic")
+        s = client.responses.create(model="gpt-4o-mini", input="stream the topic", stream=True)
         events = [e.type for e in s]
     assert "research the topic" in r.output_text
     assert events[-1] == "response.completed"
@@ -81,8 +81,9 @@ async def test_async_gather(agentflow):
     assert {c.provider for c in agentflow.calls} == {"openai", "anthropic"}
 
 def test_anthropic_sync(agentflow):
-    with agentflow.agent("claude"):
-        m = anthropic.Anthropic(base_url=os.environ["AF_ANTHROPIC_URL"], api_key="sk-ant-test-0000", max_retries=0).messages.create(
+    claude = anthropic.Anthropic(base_url=os.environ["AF_ANTHROPIC_URL"], api_key="sk-ant-test-0000", max_retries=0)
+    with agentflow.agent("claude"), claude:
+        m = claude.messages.create(
             model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "hello claude"}])
     call, = agentflow.calls
     assert (call.provider, call.usage.input_tokens, call.usage.output_tokens) == (
