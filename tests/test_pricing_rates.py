@@ -12,13 +12,12 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
+import genai_prices
 import pytest
+from genai_prices import data_snapshot
+from genai_prices.types import ModelPrice, TieredPrices
 
-genai_prices = pytest.importorskip("genai_prices")
-from genai_prices import data_snapshot  # noqa: E402
-from genai_prices.types import ModelPrice, TieredPrices  # noqa: E402
-
-from pytest_agentflows import _pricing  # noqa: E402
+from pytest_agentflows import _pricing
 
 WHEN = [
     datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc),
