@@ -216,24 +216,18 @@ def _normalise_headers(part: dict[str, Any], path: str, where: str, *, response:
         raise CassetteError(path, f"{where}.headers", f"expected a mapping, found {type(raw).__name__}")
     headers: dict[str, list[str]] = {}
     for name, value in raw.items():
-        # the common cases, checked cheaply: an ASCII name and a list of ASCII strings (valid as they are)
+        # the common case, checked cheaply: an ASCII name and a list of ASCII strings (valid as they are);
+        # a one-value list, what nearly every header is, without the generator
         if (
             type(name) is str
             and type(value) is list
-            and len(value) == 1
-            and type(value[0]) is str
-            and name.isascii()
-            and value[0].isascii()
             and name
-        ):
-            headers[name] = value
-            continue
-        if (
-            type(name) is str
             and name.isascii()
-            and name
-            and type(value) is list
-            and all(type(item) is str and item.isascii() for item in value)
+            and (
+                type(value[0]) is str and value[0].isascii()
+                if len(value) == 1
+                else all(type(item) is str and item.isascii() for item in value)
+            )
         ):
             headers[name] = value
             continue
