@@ -16,7 +16,8 @@ import syrupy.extensions.amber  # noqa: F401
 import vcr
 import vcr.cassette
 import vcr.patch
-import vcr.serializers.yamlserializer  # noqa: F401
+import vcr.serializers.yamlserializer
+import vcr.stubs.httpx_stubs  # noqa: F401  (loaded lazily by vcrpy; tests spy on it)
 
 import pytest_agentflows.cassette._recorder  # noqa: F401
 from pytest_agentflows._pricing import price_usd
