@@ -10,13 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import AgentResult, Decision, ModelCall, Usage
-    from .budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
     from .cassette._load import Cassette, Interaction, load_cassette
     from .cassette._modes import RecordMode
-    from .clock import VirtualClock
-    from .deadline import Deadline, DeadlineExceeded
-    from .decisions import DecisionLog
     from .errors import (
         AgentflowsError,
         BroadcastError,
@@ -27,55 +22,60 @@ if TYPE_CHECKING:
         UnrecordedRequestError,
         UsageError,
     )
-    from .faults import Fault, FaultKind, FaultPlan, StalledRequestError
     from .flow import Flow
     from .patterns import Broadcast, Pipeline, Router, Stage, Supervisor
-    from .resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
-    from .scripted import ScriptedModel, UnscriptedRequestError
+    from .patterns.resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
+    from .runtime._models import AgentResult, Decision, ModelCall, Usage
+    from .runtime.budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
+    from .runtime.clock import VirtualClock
+    from .runtime.deadline import Deadline, DeadlineExceeded
+    from .runtime.decisions import DecisionLog
+    from .testing.faults import Fault, FaultKind, FaultPlan, StalledRequestError
+    from .testing.scripted import ScriptedModel, UnscriptedRequestError
 
 # Public name -> the module defining it. Imported on first access (PEP 562), so that loading the pytest
 # plugin (``pytest_agentflows.plugin``) costs nothing for sessions that never use a flow.
 _EXPORTS: dict[str, str] = {
     "AgentflowsError": ".errors",
-    "AgentResult": "._models",
+    "AgentResult": ".runtime._models",
     "Broadcast": ".patterns",
     "BroadcastError": ".errors",
-    "BudgetExceeded": ".budget",
-    "BudgetPool": ".budget",
+    "BudgetExceeded": ".runtime.budget",
+    "BudgetPool": ".runtime.budget",
     "Cassette": ".cassette._load",
     "CassetteConflictError": ".errors",
     "CassetteError": ".errors",
-    "CircuitBreaker": ".resilience",
-    "CircuitOpenError": ".resilience",
-    "CircuitState": ".resilience",
-    "Deadline": ".deadline",
-    "DeadlineExceeded": ".deadline",
-    "Decision": "._models",
-    "DecisionLog": ".decisions",
-    "Fault": ".faults",
-    "FaultKind": ".faults",
-    "FaultPlan": ".faults",
+    "CircuitBreaker": ".patterns.resilience",
+    "CircuitOpenError": ".patterns.resilience",
+    "CircuitState": ".patterns.resilience",
+    "Deadline": ".runtime.deadline",
+    "DeadlineExceeded": ".runtime.deadline",
+    "Decision": ".runtime._models",
+    "DecisionLog": ".runtime.decisions",
+    "Fault": ".testing.faults",
+    "FaultKind": ".testing.faults",
+    "FaultPlan": ".testing.faults",
     "Flow": ".flow",
     "Interaction": ".cassette._load",
     "load_cassette": ".cassette._load",
-    "ModelCall": "._models",
+    "ModelCall": ".runtime._models",
     "Pipeline": ".patterns",
-    "PriceUnknownError": ".budget",
+    "PriceUnknownError": ".runtime.budget",
     "RecordMode": ".cassette._modes",
-    "Reservation": ".budget",
+    "Reservation": ".runtime.budget",
     "Router": ".patterns",
     "RoutingError": ".errors",
     "SnapshotFileError": ".errors",
-    "ScriptedModel": ".scripted",
+    "ScriptedModel": ".testing.scripted",
     "Stage": ".patterns",
-    "StalledRequestError": ".faults",
+    "StalledRequestError": ".testing.faults",
     "Supervisor": ".patterns",
     "UnrecordedRequestError": ".errors",
-    "UnscriptedRequestError": ".scripted",
-    "Usage": "._models",
+    "UnscriptedRequestError": ".testing.scripted",
+    "Usage": ".runtime._models",
     "UsageError": ".errors",
-    "VirtualClock": ".clock",
-    "with_fallback": ".resilience",
+    "VirtualClock": ".runtime.clock",
+    "with_fallback": ".patterns.resilience",
 }
 
 __all__ = [

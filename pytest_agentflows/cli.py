@@ -232,7 +232,7 @@ def _cassette_files(paths: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
 
 def _decode(path: Path) -> tuple[Any, bool, bool]:
     """``(data, is_json, gzipped)`` of a cassette file."""
-    from vcr.serializers import jsonserializer, yamlserializer
+    from .cassette._store import deserialize
 
     try:
         raw = path.read_bytes()
@@ -250,7 +250,7 @@ def _decode(path: Path) -> tuple[Any, bool, bool]:
         raise _Failure(f"not UTF-8 text (byte {exc.start})") from None
     is_json = path.name.lower().removesuffix(".gz").endswith(".json")
     try:
-        data = jsonserializer.deserialize(text) if is_json else yamlserializer.deserialize(text)
+        data = deserialize(text, is_json=is_json)
     except json.JSONDecodeError as exc:
         raise _Failure(f"invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
     except Exception as exc:  # yaml.YAMLError and its constructor errors; never echo the file's text
@@ -332,12 +332,10 @@ def _redact_data(data: Any, redactor: Any) -> None:
 
 
 def _rewrite(path: Path, data: Any, is_json: bool, gzipped: bool) -> None:
-    from vcr.serializers import jsonserializer, yamlserializer
-
-    from .cassette._store import atomic_write_bytes, atomic_write_text
+    from .cassette._store import atomic_write_bytes, atomic_write_text, serialize
 
     try:
-        text = jsonserializer.serialize(data) if is_json else yamlserializer.serialize(data)
+        text = serialize(data, is_json=is_json)
     except Exception as exc:
         raise _Failure(f"cannot serialise the redacted cassette ({type(exc).__name__})") from None
     try:

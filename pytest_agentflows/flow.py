@@ -10,20 +10,21 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._context import AgentScope, current_agent, inherit_context_in_threads
-from ._models import Decision, ModelCall, Usage
-from .budget import UNATTRIBUTED, BudgetPool, PriceUnknownError
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
-from .clock import VirtualClock
-from .deadline import Deadline
-from .decisions import DecisionLog
 from .errors import UnrecordedRequestError, UsageError
-from .faults import FaultPlan
+from .runtime._context import AgentScope, current_agent, inherit_context_in_threads
+from .runtime._models import Decision, ModelCall, Usage
+from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
+from .runtime.budget import UNATTRIBUTED, BudgetPool, PriceUnknownError
+from .runtime.clock import VirtualClock
+from .runtime.deadline import Deadline
+from .runtime.decisions import DecisionLog
+from .testing.faults import FaultPlan
 
 if TYPE_CHECKING:
-    from ._transport import FlowTransport
     from .cassette._recorder import Exchange
+    from .testing._transport import FlowTransport
 
 __all__ = ["Flow"]
 
@@ -126,8 +127,6 @@ class Flow:
                 stack.callback(self._note_discarded, recorder)
                 self._cassette = stack.enter_context(recorder)
             stack.callback(self._collect_misses)
-            from ._transport import virtual_sdk_waits
-
             stack.enter_context(virtual_sdk_waits(self))
             self._stack = stack
             if self.faults:
@@ -180,14 +179,30 @@ class Flow:
                     f"{self.test_id}: the flow is not active; use `with flow.activate(): ...` (the agentflow "
                     "fixture does it for you) before scripting models"
                 )
-            from ._transport import FlowTransport
+            from .testing._transport import FlowTransport
 
             self._hooks = self._stack.enter_context(FlowTransport(self))
         return self._hooks
 
-    def _faults_added(self) -> None:
-        if self._stack is not None:
-            self.transport_hooks()
+    @property
+    def active(self) -> bool:
+        """Whether the flow is active (inside ``with flow.activate():``)."""
+        return self._stack is not None
+
+    @property
+    def recording(self) -> bool:
+        """Whether the flow records from the network: a cassette in record mode ``new`` or ``all``."""
+        return self.cassette_path is not None and self.record_mode is not RecordMode.NONE
+
+    def record_miss(self, error: UnrecordedRequestError) -> None:
+        """Note a request nothing answered (e.g. an unscripted one): the test fails at teardown.
+
+        The ``agentflow`` fixture fails the test for every miss, also one the flow's code caught.
+
+        Args:
+            error: The error raised to the code that made the request.
+        """
+        self._extra_misses.append(error)
 
     @property
     def replayed_calls(self) -> int:
@@ -202,7 +217,6 @@ class Flow:
     # -- ledger ------------------------------------------------------------------------------------------
     def on_exchange(self, exchange: Exchange) -> None:
         """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log."""
-        from ._transport import patch_loaded_sdks
         from .providers import parse_interaction
 
         patch_loaded_sdks()  # an SDK imported after activation: its retry waits become virtual too

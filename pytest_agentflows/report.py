@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .budget import UNATTRIBUTED
+from .runtime.budget import UNATTRIBUTED
 
 if TYPE_CHECKING:
-    from ._models import ModelCall
     from .flow import Flow
+    from .runtime._models import ModelCall
 
 __all__ = [
     "SCHEMA_VERSION",

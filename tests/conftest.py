@@ -20,8 +20,8 @@ import vcr.serializers.yamlserializer
 import vcr.stubs.httpx_stubs  # noqa: F401  (loaded lazily by vcrpy; tests spy on it)
 
 import pytest_agentflows.cassette._recorder  # noqa: F401
-from pytest_agentflows._pricing import price_usd
 from pytest_agentflows.model_server import LocalModelServer
+from pytest_agentflows.providers._pricing import price_usd
 
 price_usd("openai", "gpt-4o-mini", input_tokens=1, output_tokens=1)  # loads genai-prices' data once
 

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_agentflows._context import AgentScope
-from pytest_agentflows._models import Usage
-from pytest_agentflows.budget import (
+from pytest_agentflows.runtime._context import AgentScope
+from pytest_agentflows.runtime._models import Usage
+from pytest_agentflows.runtime.budget import (
     UNATTRIBUTED,
     BudgetExceeded,
     BudgetPool,

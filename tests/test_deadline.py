@@ -7,9 +7,9 @@ import pickle
 
 import pytest
 
-from pytest_agentflows._context import AgentScope
-from pytest_agentflows.clock import VirtualClock
-from pytest_agentflows.deadline import Deadline, DeadlineExceeded
+from pytest_agentflows.runtime._context import AgentScope
+from pytest_agentflows.runtime.clock import VirtualClock
+from pytest_agentflows.runtime.deadline import Deadline, DeadlineExceeded
 
 
 def test_defaults_to_new_clock() -> None:

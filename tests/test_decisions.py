@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import BaseModel
 
-from pytest_agentflows._context import AgentScope
-from pytest_agentflows._models import Decision
-from pytest_agentflows.clock import VirtualClock
-from pytest_agentflows.decisions import DecisionLog, to_plain
+from pytest_agentflows.runtime._context import AgentScope
+from pytest_agentflows.runtime._models import Decision
+from pytest_agentflows.runtime.clock import VirtualClock
+from pytest_agentflows.runtime.decisions import DecisionLog, to_plain
 
 
 def test_article_api_without_clock() -> None:

@@ -24,7 +24,7 @@ HEAVY = (
     # our own modules that only a session with a flow (or a report option) needs
     "pytest_agentflows.flow",
     "pytest_agentflows.report",
-    "pytest_agentflows._report_render",
+    "pytest_agentflows.plugin._report_render",
 )
 
 _LOADED = textwrap.dedent(

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_agentflows._models import Usage
 from pytest_agentflows.cassette._load import Cassette, load_cassette
 from pytest_agentflows.errors import CassetteError
+from pytest_agentflows.runtime._models import Usage
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "thirdparty"
 CREW = "crewAIInc__crewAI/lib/crewai/tests/cassettes/"

@@ -83,7 +83,7 @@ def test_matching_strips_and_ignores_case_and_fallback_may_be_a_route_key() -> N
 
 
 def test_agents_run_under_their_names_and_get_the_input() -> None:
-    from pytest_agentflows._context import current_agent
+    from pytest_agentflows.runtime._context import current_agent
 
     seen: list[tuple[str | None, str]] = []
 

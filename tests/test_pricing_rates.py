@@ -17,7 +17,7 @@ import pytest
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices
 
-from pytest_agentflows import _pricing
+from pytest_agentflows.providers import _pricing
 
 WHEN = [
     datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc),

@@ -21,7 +21,6 @@ from packaging.version import Version
 from stacks import ANTHROPIC_HTTP, OPENAI_HTTP
 
 from pytest_agentflows import providers
-from pytest_agentflows._pricing import REFERENCE_TIME, price_time_from_date_header, price_usd
 from pytest_agentflows.cassette._load import Interaction, load_cassette
 from pytest_agentflows.providers import (
     BodyError,
@@ -32,6 +31,7 @@ from pytest_agentflows.providers import (
     register_adapter,
     response_text,
 )
+from pytest_agentflows.providers._pricing import REFERENCE_TIME, price_time_from_date_header, price_usd
 from pytest_agentflows.providers._sse import iter_events, iter_json_events, looks_like_sse
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "thirdparty"
@@ -428,7 +428,7 @@ def test_call_is_priced_at_the_recorded_date_not_the_wall_clock() -> None:
 def test_importing_the_adapters_does_not_import_genai_prices() -> None:
     code = (
         "import sys, pytest_agentflows.providers, pytest_agentflows.cassette._load;"
-        "import pytest_agentflows._pricing;"
+        "import pytest_agentflows.providers._pricing;"
         "assert 'genai_prices' not in sys.modules, 'genai_prices imported eagerly'"
     )
     root = Path(__file__).resolve().parent.parent

@@ -22,8 +22,8 @@ import yaml
 from vcr.serializers import yamlserializer
 
 from pytest_agentflows import load_cassette
-from pytest_agentflows._report_render import usd
 from pytest_agentflows.model_server import LocalModelServer
+from pytest_agentflows.plugin._report_render import usd
 from pytest_agentflows.report import AgentflowsReport, FlowRow, Span, build_report, mermaid_gantt
 
 pytest_plugins = ["pytester"]
@@ -345,7 +345,7 @@ def test_mermaid_sections_in_first_call_order_and_unsafe_names() -> None:
 
 
 def test_overlapping_calls_of_one_agent_get_their_own_lanes() -> None:
-    from pytest_agentflows._report_render import timeline_svg
+    from pytest_agentflows.plugin._report_render import timeline_svg
 
     row = FlowRow(test="t", elapsed_s=3.0, spans=[_span(0, "a", 0.0, 3.0), _span(1, "a", 1.0, 2.0)])
     svg = timeline_svg(row)

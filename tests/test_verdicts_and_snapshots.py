@@ -158,7 +158,7 @@ def test_decision_snapshot_written_then_diffed(
 
 def test_snapshot_is_deterministic_yaml_with_fixed_key_order() -> None:
     from pytest_agentflows import Decision
-    from pytest_agentflows.snapshot import dump_decisions
+    from pytest_agentflows.plugin.snapshot import dump_decisions
 
     decisions = [
         Decision(seq=0, at=1.23456789, kind="route", agent=None, reason="r", chosen="billing"),

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_agentflows import Decision
-from pytest_agentflows._yaml_fast import DUMP_OPTIONS, Fallback, dump, fast_safe_dump
-from pytest_agentflows.snapshot import decision_dict
+from pytest_agentflows.plugin._yaml_fast import DUMP_OPTIONS, Fallback, dump, fast_safe_dump
+from pytest_agentflows.plugin.snapshot import decision_dict
 
 # strings that exercise every style decision: plain, folded plain, YAML 1.1 look-alikes (quoted), ": " and
 # " #" (quoted), quotes inside, long runs past the width, odd spaces, non-ASCII, control characters

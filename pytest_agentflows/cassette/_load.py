@@ -23,10 +23,10 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-from .._models import ModelCall, Usage
 from ..errors import CassetteError
 from ..providers import call_from_normalised, parse_normalised
 from ..providers._body import BodyError, json_or_none, normalise_request, normalise_response
+from ..runtime._models import ModelCall, Usage
 from ._store import recorded_metadata, syntax_error_place, syntax_error_reason
 
 __all__ = ["Cassette", "Interaction", "load_cassette"]

@@ -36,8 +36,8 @@ from typing import Any, Protocol
 
 from vcr.cassette import Cassette as _VcrCassette
 
-from .._context import current_agent
 from ..errors import CassetteError, UnrecordedRequestError
+from ..runtime._context import current_agent
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
 from ._redact import Redactor

@@ -406,6 +406,25 @@ def parse_cassette(text: str, path: str) -> dict[str, Any]:
     return data
 
 
+def deserialize(text: str, *, is_json: bool) -> Any:
+    """A cassette file's text as data, read by vcrpy's own JSON or YAML serializer.
+
+    Raises:
+        json.JSONDecodeError, yaml.YAMLError: for text that is not valid JSON / YAML.
+    """
+    from vcr.serializers import jsonserializer, yamlserializer
+
+    return jsonserializer.deserialize(text) if is_json else yamlserializer.deserialize(text)
+
+
+def serialize(data: Any, *, is_json: bool) -> str:
+    """Cassette data as the text vcrpy's own JSON or YAML serializer writes."""
+    from vcr.serializers import jsonserializer, yamlserializer
+
+    text: str = jsonserializer.serialize(data) if is_json else yamlserializer.serialize(data)
+    return text
+
+
 def yaml_text(data: str | bytes, parse: Callable[[Any], Any]) -> Any:
     """YAML ``data`` read by the fast path for vcrpy's layout (:mod:`._yaml_load`), else by ``parse(data)``.
 

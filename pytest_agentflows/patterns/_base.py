@@ -27,13 +27,13 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .._context import AgentScope
-from .._models import AgentResult, Decision, Usage
-from ..budget import BudgetPool, Reservation
-from ..clock import VirtualClock
-from ..deadline import Deadline
-from ..decisions import DecisionLog
 from ..errors import UsageError
+from ..runtime._context import AgentScope
+from ..runtime._models import AgentResult, Decision, Usage
+from ..runtime.budget import BudgetPool, Reservation
+from ..runtime.clock import VirtualClock
+from ..runtime.deadline import Deadline
+from ..runtime.decisions import DecisionLog
 
 if TYPE_CHECKING:
     from ..flow import Flow

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._errtext import error_text
-from .._models import AgentResult, Decision
 from ..errors import BroadcastError
+from ..runtime._models import AgentResult, Decision
 from ._base import Agent, Pattern, add_usage, call_async, call_sync
+from ._errtext import error_text
 
 if TYPE_CHECKING:
     from ..flow import Flow

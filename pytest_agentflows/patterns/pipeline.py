@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._models import AgentResult
-from ..budget import BudgetExceeded
+from ..runtime._models import AgentResult
+from ..runtime.budget import BudgetExceeded
 from ._base import Agent, Call, Pattern, Steps, add_usage
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._models import AgentResult
-from ..deadline import DeadlineExceeded
+from ..runtime._models import AgentResult
+from ..runtime.deadline import DeadlineExceeded
 from ._base import Agent, Call, Pattern, Steps, StepTimeout, add_usage
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ services and local servers are read too):
   ``provider="anthropic"``.
 
 Token counts are the response's own usage fields (see each adapter module); the price comes from
-``genai-prices`` (:func:`pytest_agentflows._pricing.price_usd`) at the response's ``Date``.
+``genai-prices`` (:func:`pytest_agentflows.providers._pricing.price_usd`) at the response's ``Date``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._models import ModelCall, Usage
-from .._pricing import price_time_from_date_header, price_usd
+from ..runtime._models import ModelCall, Usage
 from ._base import ParsedCall, ProviderAdapter
 from ._body import BodyError, header_value, json_or_none, normalise_request, normalise_response
+from ._pricing import price_time_from_date_header, price_usd
 from ._sse import looks_like_sse
 from .anthropic_messages import AnthropicMessagesAdapter
 from .openai_chat import OpenAIChatAdapter

@@ -80,7 +80,7 @@ PRELOAD = [
     "pytest_agentflows.plugin",
     "pytest_agentflows.flow",
     "pytest_agentflows.cassette._recorder",
-    "pytest_agentflows.snapshot",
+    "pytest_agentflows.plugin.snapshot",
     "pytest_agentflows.report",
 ]
 
@@ -264,7 +264,7 @@ class _Unprintable:
 def test_snapshot_file_write_is_atomic_without_xdist(tmp_path: Path) -> None:
     from syrupy.data import Snapshot, SnapshotCollection
 
-    from pytest_agentflows.snapshot import AtomicAmberSerializer
+    from pytest_agentflows.plugin.snapshot import AtomicAmberSerializer
 
     target = tmp_path / "test_mod.agentflows"
     good = SnapshotCollection(location=str(target))

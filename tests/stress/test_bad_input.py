@@ -291,7 +291,7 @@ def _run_snapshot_fuzz(examples: int, scratch: Path) -> collections.Counter[str]
     from syrupy.exceptions import TaintedSnapshotError
 
     from pytest_agentflows.errors import SnapshotFileError
-    from pytest_agentflows.snapshot import DecisionLogExtension
+    from pytest_agentflows.plugin.snapshot import DecisionLogExtension
 
     names = _snapshot_names()
     outcomes: collections.Counter[str] = collections.Counter()

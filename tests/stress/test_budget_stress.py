@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pytest_agentflows._models import Usage
-from pytest_agentflows.budget import BudgetExceeded, BudgetPool
+from pytest_agentflows.runtime._models import Usage
+from pytest_agentflows.runtime.budget import BudgetExceeded, BudgetPool
 
 CONCURRENT_STAGES = 16
 """Stages in flight at once on each loop (the rest wait on a semaphore)."""

@@ -34,9 +34,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._context import current_agent
-from ._transport import Outgoing, Reply, ScriptHandler, Served, error_reply
-from .errors import UnrecordedRequestError, UsageError
+from ..errors import UnrecordedRequestError, UsageError
+from ..runtime._context import current_agent
+from ._transport import FlowTransport, Outgoing, Reply, ScriptHandler, Served, error_reply
 from .faults import DOCS_FAILURE_MODES
 from .model_server import Api, Request, build_answer, parse_request
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import httpx
     import respx
 
-    from .flow import Flow
+    from ._host import FlowHost
 
 __all__ = ["Script", "ScriptedModel", "ScriptedReply", "ScriptedRequest", "UnscriptedRequestError"]
 
@@ -197,7 +197,7 @@ class ScriptedModel(ScriptHandler):
         strict: Whether :meth:`close` (the fixture's teardown) fails on replies never requested.
     """
 
-    def __init__(self, flow: Flow, *, strict: bool = True) -> None:
+    def __init__(self, flow: FlowHost, *, strict: bool = True) -> None:
         import respx
 
         self.flow = flow
@@ -214,6 +214,7 @@ class ScriptedModel(ScriptHandler):
             self.router.post(path__regex=path, name=api).mock(side_effect=self._side_effect(api, provider))
         self.router.route(name="pass_through").pass_through()
         self._active = False
+        self._hooks: FlowTransport | None = None
 
     # -- scripting -------------------------------------------------------------------------------------
     def openai(self, agent: str | None = None) -> Script:
@@ -247,12 +248,13 @@ class ScriptedModel(ScriptHandler):
         if hooks.script is not None and hooks.script is not self:
             raise UsageError(f"{self.flow.test_id}: the flow already has an active scripted model")
         hooks.script = self
+        self._hooks = hooks
         self._active = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._active = False
-        hooks = self.flow._hooks
+        hooks, self._hooks = self._hooks, None
         if hooks is not None and hooks.script is self:
             hooks.script = None
 
@@ -345,7 +347,7 @@ class ScriptedModel(ScriptHandler):
             reason=reason,
             scripted=[s.describe() for s in self.scripts],
         )
-        self.flow._extra_misses.append(error)
+        self.flow.record_miss(error)
         return error
 
     def __repr__(self) -> str:

@@ -14,8 +14,8 @@ import os
 from collections.abc import Sequence
 from html import escape
 
-from .cassette._store import atomic_write_text
-from .report import AgentflowsReport, FlowRow, Span, agent_order, summary_line
+from ..cassette._store import atomic_write_text
+from ..report import AgentflowsReport, FlowRow, Span, agent_order, summary_line
 
 __all__ = [
     "Line",

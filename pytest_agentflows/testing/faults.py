@@ -33,11 +33,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:
+    from ._host import FlowHost
     from ._transport import Outgoing, Reply
-    from .flow import Flow
 
 __all__ = ["STALL_LIMIT_S", "Fault", "FaultKind", "FaultPlan", "StalledRequestError", "faults_from_marker"]
 
@@ -311,10 +311,11 @@ class FaultPlan:
     """The faults of a flow (``agentflow.faults``). Methods return the plan, so calls chain.
 
     Args:
-        flow: The flow whose requests get the faults (its decision log records them).
+        flow: The flow whose requests get the faults (its decision log records them; any
+            :class:`~pytest_agentflows.testing._host.FlowHost`). ``None``: a plan not bound to a flow yet.
     """
 
-    flow: Flow | None = None
+    flow: FlowHost | None = None
     _faults: list[Fault] = field(default_factory=list)
     _fired: list[int] = field(default_factory=list)
     _counts: dict[str | None, int] = field(default_factory=dict)
@@ -333,8 +334,8 @@ class FaultPlan:
         with self._lock:
             self._faults.extend(faults)
             self._fired.extend(0 for _ in faults)
-        if faults and self.flow is not None:
-            self.flow._faults_added()
+        if faults and self.flow is not None and self.flow.active:
+            self.flow.transport_hooks()  # an active flow gets its hooks now; one not yet active, when it is
         return self
 
     def fail(

@@ -11,34 +11,26 @@ call) pass through untouched.
 Time: the sync stacks charge latency with ``clock.advance``, the async stacks with ``await clock.sleep`` on
 the (virtual) event loop, so concurrent scripted calls overlap as real ones do.
 
-:func:`virtual_sdk_waits` makes the SDKs' own retry waits virtual while a flow is active: the OpenAI and
-Anthropic clients sleep between retries with ``time.sleep`` (sync) and ``anyio.sleep`` (async). The async
-one already runs on the flow's virtual loop; the sync one is redirected, inside the SDK modules' namespace
-only, to the flow clock, and the SDKs' backoff jitter is drawn from a generator seeded per flow and agent,
-so a retry schedule is the same on every run, however concurrent agents interleave.
+The hooks know the flow only as a :class:`~pytest_agentflows.testing._host.FlowHost`; the SDKs' own retry
+waits are made virtual by :mod:`pytest_agentflows.runtime._sdk_waits`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import json
-import random as _random_module
-import sys
-import threading
-import time as _time_module
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._context import current_agent
+from ..runtime._context import current_agent
+from ..runtime._sdk_waits import offline_reply, patch_loaded_sdks
 
 if TYPE_CHECKING:
+    from ._host import FlowHost
     from .faults import Fault
-    from .flow import Flow
 
-__all__ = ["FlowTransport", "Outgoing", "Reply", "error_reply", "virtual_sdk_waits"]
+__all__ = ["FlowTransport", "Outgoing", "Reply", "error_reply"]
 
 _STACKS = ("httpx", "httpx2")
 
@@ -176,8 +168,6 @@ def error_reply(
 
 
 # -- the hooks -------------------------------------------------------------------------------------------
-_offline: contextvars.ContextVar[bool] = contextvars.ContextVar("agentflows_offline_reply", default=False)
-"""Whether the last answer in this thread/task was made here (injected or scripted), not by a server."""
 
 
 @dataclass
@@ -210,7 +200,7 @@ class FlowTransport:
     is active) its scripted model are consulted for every model request.
     """
 
-    flow: Flow
+    flow: FlowHost
     script: ScriptHandler | None = None
     """The active scripted model, or ``None``."""
     _undo: list[Callable[[], None]] = field(default_factory=list)
@@ -248,7 +238,7 @@ class FlowTransport:
 
     # -- classification ----------------------------------------------------------------------------------
     def _api(self, request: Any) -> str | None:
-        from .providers import find_adapter
+        from ..providers import find_adapter
 
         adapter = find_adapter(str(request.method), str(request.url), None)
         return None if adapter is None else adapter.name
@@ -282,16 +272,16 @@ class FlowTransport:
         if script is not None:
             served = script.serve(out)
             if served is not None:
-                _offline.set(True)
+                offline_reply.set(True)
                 self._account(out, served, charge_clock=True, started_at=flow.clock.now())
                 return served.reply.to_response(out.module)
-        _offline.set(False)
+        offline_reply.set(False)
         return send()
 
     def _fire_sync(self, out: Outgoing, fault: Fault) -> Any:
         from .faults import FaultKind, StalledRequestError
 
-        _offline.set(True)
+        offline_reply.set(True)
         if fault.kind is FaultKind.STATUS:
             return fault.reply(out).to_response(out.module)
         if fault.kind is FaultKind.STALL:
@@ -334,7 +324,7 @@ class FlowTransport:
         if script is not None:
             served = script.serve(out)
             if served is not None:
-                _offline.set(True)
+                offline_reply.set(True)
                 started = clock.now()
                 cancelled = False
                 try:
@@ -345,13 +335,13 @@ class FlowTransport:
                 finally:
                     self._account(out, served, charge_clock=False, started_at=started, cancelled=cancelled)
                 return served.reply.to_response(out.module)
-        _offline.set(False)
+        offline_reply.set(False)
         return await send()
 
     async def _fire_async(self, out: Outgoing, fault: Fault) -> Any:
         from .faults import STALL_LIMIT_S, FaultKind, StalledRequestError
 
-        _offline.set(True)
+        offline_reply.set(True)
         if fault.kind is FaultKind.STATUS:
             return fault.reply(out).to_response(out.module)
         if fault.kind is FaultKind.STALL:
@@ -368,7 +358,7 @@ class FlowTransport:
     def _account(
         self, out: Outgoing, served: Served, *, charge_clock: bool, started_at: float, cancelled: bool = False
     ) -> None:
-        from .cassette._recorder import Exchange
+        from ..cassette._recorder import Exchange
 
         request = {"method": out.method, "uri": out.url, "body": out.body, "headers": {}}
         self.flow.on_exchange(
@@ -387,103 +377,3 @@ class FlowTransport:
 
 def _stall_message(timeout: float) -> str:
     return f"timed out after {timeout:g} s (virtual): the model never answered (injected stall)"
-
-
-# -- virtual retry waits in the SDKs -----------------------------------------------------------------------
-_SDK_MODULES = ("openai._base_client", "openai._resource", "anthropic._base_client", "anthropic._resource")
-_waits_lock = threading.RLock()
-_active: list[Flow] = []
-_rngs: dict[tuple[int, str | None], _random_module.Random] = {}
-_patched: dict[str, dict[str, Any]] = {}
-
-
-def _current_flow() -> Flow | None:
-    with _waits_lock:
-        return _active[-1] if _active else None
-
-
-class _VirtualTime:
-    """Stands in for the ``time`` module inside an SDK module: ``sleep`` moves the flow clock."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_time_module, name)
-
-    def sleep(self, seconds: float) -> None:
-        flow = _current_flow()
-        if flow is None:
-            _time_module.sleep(seconds)
-            return
-        seconds = max(0.0, float(seconds))
-        flow.clock.advance(seconds)
-        recording = flow.cassette_path is not None and flow.record_mode.value != "none"
-        if recording and not _offline.get():
-            _time_module.sleep(seconds)  # a real server asked us to wait: respect it while recording
-
-
-_VIRTUAL_TIME = _VirtualTime()
-
-
-def _seeded_random() -> float:
-    flow = _current_flow()
-    if flow is None:
-        return _random_module.random()
-    agent = current_agent.get()
-    with _waits_lock:  # one generator per agent: concurrent agents do not share (and race for) draws
-        rng = _rngs.get((id(flow), agent))
-        if rng is None:
-            rng = _rngs[(id(flow), agent)] = _random_module.Random(f"agentflows:{agent}")
-        return rng.random()
-
-
-def patch_loaded_sdks() -> None:
-    """Redirect ``time.sleep`` and the backoff jitter of every loaded SDK module (idempotent, cheap)."""
-    if len(_patched) == len(_SDK_MODULES) or all(
-        name in _patched or name not in sys.modules for name in _SDK_MODULES
-    ):
-        return
-    with _waits_lock:
-        if not _active:
-            return
-        for name in _SDK_MODULES:
-            module = sys.modules.get(name)
-            if module is None or name in _patched:
-                continue
-            saved: dict[str, Any] = {}
-            if getattr(module, "time", None) is _time_module:
-                saved["time"] = _time_module
-                module.time = _VIRTUAL_TIME  # type: ignore[attr-defined]
-            if getattr(module, "random", None) is _random_module.random:
-                saved["random"] = _random_module.random
-                module.random = _seeded_random  # type: ignore[attr-defined]
-            _patched[name] = saved
-
-
-def _restore_sdks() -> None:
-    for name, saved in _patched.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            for attr, value in saved.items():
-                setattr(module, attr, value)
-    _patched.clear()
-
-
-@contextmanager
-def virtual_sdk_waits(flow: Flow) -> Iterator[None]:
-    """While active, the OpenAI/Anthropic SDKs' sync retry waits advance ``flow``'s clock instead of sleeping.
-
-    Their backoff jitter comes from a generator seeded per flow and agent, so the waits are deterministic.
-    While the flow records a cassette, a wait asked for by a real server also sleeps for real. Re-entrant:
-    the innermost active flow gets the waits; the SDK modules are restored when the last flow ends.
-    """
-    with _waits_lock:
-        _active.append(flow)
-    patch_loaded_sdks()
-    try:
-        yield
-    finally:
-        with _waits_lock:
-            _active.remove(flow)
-            for key in [k for k in _rngs if k[0] == id(flow)]:
-                del _rngs[key]
-            if not _active:
-                _restore_sdks()

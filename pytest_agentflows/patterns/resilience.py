@@ -23,15 +23,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._context import AgentScope, current_agent
+from ..errors import AgentflowsError
+from ..runtime._context import AgentScope, current_agent
+from ..runtime.clock import VirtualClock
+from ..runtime.decisions import DecisionLog
+from ._base import _is_coroutine_callable, target
 from ._errtext import error_text
-from .clock import VirtualClock
-from .decisions import DecisionLog
-from .errors import AgentflowsError
-from .patterns._base import _is_coroutine_callable, target
 
 if TYPE_CHECKING:
-    from .flow import Flow
+    from ..flow import Flow
 
 __all__ = ["CircuitBreaker", "CircuitOpenError", "CircuitState", "with_fallback"]
 

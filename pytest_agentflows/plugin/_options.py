@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from .cassette._modes import RecordMode
-from .errors import UsageError
+from ..cassette._modes import RecordMode
+from ..errors import UsageError
 
 _UNSAFE = re.compile(r"[^\w.\-\[\]=,+@]+")
 
@@ -157,7 +157,7 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         if values["seconds"] is None:
             raise _misuse(item, marker, "needs the seconds")
     for marker in item.iter_markers("agent_faults"):
-        from .faults import faults_from_marker
+        from ..testing.faults import faults_from_marker
 
         try:
             faults_from_marker(marker.args, marker.kwargs)

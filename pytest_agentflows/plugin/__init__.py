@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .flow import Flow
-    from .report import FlowRow, Outcome
+    from ..flow import Flow
+    from ..report import FlowRow, Outcome
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
@@ -170,8 +170,8 @@ def pytest_collection_modifyitems(
     for item in items:
         if not any(m.name in _MARKER_NAMES for m in item.iter_markers()):
             continue
+        from ..errors import UsageError
         from ._options import check_markers
-        from .errors import UsageError
 
         try:
             check_markers(item)
@@ -187,10 +187,10 @@ def pytest_collection_modifyitems(
 @pytest.fixture
 def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     """The test's :class:`~pytest_agentflows.Flow`, its cassette active (see the ``agentflow`` marker)."""
+    from ..cassette._redact import Redactor
+    from ..errors import CassetteError, UsageError
+    from ..flow import Flow
     from ._options import resolve
-    from .cassette._redact import Redactor
-    from .errors import CassetteError, UsageError
-    from .flow import Flow
 
     item = request.node
     try:
@@ -249,8 +249,8 @@ def _call_ended(exc: BaseException) -> str:
 
 def _add_marker_faults(item: pytest.Item, flow: Flow) -> None:
     """The faults of every ``agent_faults`` marker (closest first) go into the flow's fault plan."""
-    from .errors import UsageError
-    from .faults import faults_from_marker
+    from ..errors import UsageError
+    from ..testing.faults import faults_from_marker
 
     for marker in item.iter_markers("agent_faults"):
         try:
@@ -266,7 +266,7 @@ def scripted_model(agentflow: Flow, request: pytest.FixtureRequest) -> Iterator[
     ``scripted_model.openai(agent="router").reply("billing", output_tokens=1, latency=0.4)``; at teardown,
     replies never requested fail the test unless ``scripted_model.strict = False``.
     """
-    from .scripted import ScriptedModel
+    from ..testing.scripted import ScriptedModel
 
     with ScriptedModel(agentflow) as model:
         yield model
@@ -308,7 +308,7 @@ def decision_snapshot(snapshot: Any) -> Any:
 @pytest.fixture
 def agent_router(agentflow: Flow) -> Any:
     """Factory ``agent_router(classify, routes, fallback=None)``: a ``Router`` in the test's flow."""
-    from .patterns import Router
+    from ..patterns import Router
 
     return functools.partial(Router, flow=agentflow)
 
@@ -316,7 +316,7 @@ def agent_router(agentflow: Flow) -> Any:
 @pytest.fixture
 def agent_pipeline(agentflow: Flow) -> Any:
     """Factory ``agent_pipeline(stages)``: a ``Pipeline`` in the test's flow, drawing from its budget."""
-    from .patterns import Pipeline
+    from ..patterns import Pipeline
 
     return functools.partial(Pipeline, flow=agentflow)
 
@@ -324,7 +324,7 @@ def agent_pipeline(agentflow: Flow) -> Any:
 @pytest.fixture
 def agent_broadcast(agentflow: Flow) -> Any:
     """Factory ``agent_broadcast(agents, aggregate, min_successes=1, timeout=None)`` in the test's flow."""
-    from .patterns import Broadcast
+    from ..patterns import Broadcast
 
     return functools.partial(Broadcast, flow=agentflow)
 
@@ -335,7 +335,7 @@ def agent_supervisor(agentflow: Flow) -> Any:
 
     Without ``deadline=``, the flow's deadline (``@pytest.mark.agent_deadline``) applies.
     """
-    from .patterns import Supervisor
+    from ..patterns import Supervisor
 
     return functools.partial(Supervisor, flow=agentflow)
 
@@ -382,7 +382,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "teardown":
         return
     del _RUNNING[report.nodeid]
-    from .report import FlowRow
+    from ..report import FlowRow
 
     row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports))
     item.config.stash[ROWS_KEY].append(row)
@@ -407,7 +407,7 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     rows = output.get(WORKER_ROWS, [])
     if not rows:
         return
-    from .report import FlowRow
+    from ..report import FlowRow
 
     node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
 
@@ -426,7 +426,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     written: list[tuple[str, bool]] = []
     config.stash[WRITTEN_KEY] = written
-    from .report import build_report
+    from ..report import build_report
 
     report = build_report(rows)
     for option, kind, write in (
@@ -464,7 +464,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             else:
                 terminalreporter.write_line("".join(text for text, _ in line))
     if rows:
-        from .report import summary_line
+        from ..report import summary_line
 
         terminalreporter.write_line(summary_line(rows))
     for message, ok in written:

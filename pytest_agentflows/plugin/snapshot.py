@@ -25,9 +25,9 @@ from syrupy.data import SnapshotCollection
 from syrupy.extensions.amber import AmberSnapshotExtension
 from syrupy.extensions.amber.serializer import AmberDataSerializer, MalformedAmberFile
 
+from ..errors import SnapshotFileError
+from ..runtime._models import Decision
 from . import _yaml_fast
-from ._models import Decision
-from .errors import SnapshotFileError
 
 _FIRST = ("seq", "at", "kind", "agent")
 
