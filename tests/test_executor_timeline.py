@@ -141,3 +141,32 @@ async def test_gathered_sdk_calls_in_threads_overlap_in_a_flow(
     scripted_model.openai("b").reply("y", latency=2.0)
     await asyncio.gather(asyncio.to_thread(_ask, agentflow, "a"), asyncio.to_thread(_ask, agentflow, "b"))
     assert agentflow.elapsed == 2.0
+
+
+async def test_agent_and_current_agent_name_calls_without_the_fixture(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    """``pytest_agentflows.agent`` is the fixture-free ``Flow.agent``: context manager, decorator, threads."""
+    from pytest_agentflows import agent, current_agent
+
+    scripted_model.openai("planner").reply("plan")
+    scripted_model.openai("coder").reply("code")
+    seen: list[str | None] = []
+
+    @agent("coder")
+    async def code() -> None:
+        seen.append(current_agent())
+        await asyncio.to_thread(_ask_unnamed)
+
+    with agent("planner"):
+        seen.append(current_agent())
+        await asyncio.to_thread(_ask_unnamed)
+    await code()
+    seen.append(current_agent())
+    assert seen == ["planner", "coder", None]
+    assert [c.agent for c in agentflow.calls] == ["planner", "coder"]
+
+
+def _ask_unnamed() -> None:
+    with openai.OpenAI(api_key="sk-test") as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
