@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["VirtualClock"]
+__all__ = ["RealClock", "VirtualClock"]
 
 _ROUND = 9  # decimal places kept, to cut off float noise (nanoseconds)
 
@@ -242,3 +242,29 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now():.3f}s, elapsed={self.elapsed:.3f}s)"
+
+
+class RealClock:
+    """Real (monotonic) time in seconds since the clock was made: what runs outside a flow.
+
+    Has the reading side of :class:`VirtualClock` (``now``, ``elapsed``); a :class:`Deadline` made outside
+    any flow measures on one, so ``Deadline(seconds=120).expired()`` means what it says in production.
+    """
+
+    def __init__(self) -> None:
+        import time
+
+        self._monotonic = time.monotonic
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        """Real seconds since the clock was made (``time.monotonic``)."""
+        return round(self._monotonic() - self._origin, _ROUND)
+
+    @property
+    def elapsed(self) -> float:
+        """The same as :meth:`now`: real time has a single line."""
+        return self.now()
+
+    def __repr__(self) -> str:
+        return f"RealClock(now={self.now():.3f}s)"
