@@ -478,10 +478,10 @@ def _sdk_safe(error: BudgetExceeded) -> BudgetExceeded:
     cls = _SDK_SAFE.get(base)
     if cls is None:
         cls = _SDK_SAFE[base] = type("BudgetExceeded", (BudgetExceeded, base), {"__module__": __name__})
-    safe = cls.__new__(cls)
+    safe: BudgetExceeded = Exception.__new__(cls)
     safe.__dict__.update(error.__dict__)
     safe.args = error.args
-    return safe  # type: ignore[no-any-return]
+    return safe
 
 
 _SDK_SAFE: dict[type, type] = {}

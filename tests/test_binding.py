@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any
 
 import anthropic
 import openai
@@ -65,7 +64,9 @@ async def test_app_pool_async_acquire(agentflow: Flow, scripted_model: ScriptedM
     assert (reservation.spent_tokens, pool.spent_tokens, agentflow.budget.spent_tokens) == (10, 10, 10)
 
 
-def test_deadline_without_clock_runs_on_the_flow_clock(agentflow: Flow, scripted_model: ScriptedModel) -> None:
+def test_deadline_without_clock_runs_on_the_flow_clock(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
     scripted_model.openai().reply("slow", latency=3.0)
     deadline = Deadline(seconds=2)
     assert deadline.clock is agentflow.clock
@@ -114,7 +115,10 @@ def test_ids_and_parents_of_calls_and_decisions(agentflow: Flow, scripted_model:
     first, second = agentflow.calls
     assert (first.id, first.parent) == ("planner#1/call#1", "planner#1")
     assert (second.id, second.parent) == ("planner#1/writer#1/call#1", "planner#1/writer#1")
-    assert [(d.id, d.parent) for d in agentflow.decisions] == [(first.id, first.parent), (second.id, second.parent)]
+    assert [(d.id, d.parent) for d in agentflow.decisions] == [
+        (first.id, first.parent),
+        (second.id, second.parent),
+    ]
 
 
 # -- a spent budget refuses the next request before it is sent ---------------------------------------------
@@ -149,7 +153,9 @@ def test_anthropic_sdk_neither_wraps_nor_retries_a_refusal(
         with pool.acquire():
             client.messages.create(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "a"}])
             with pytest.raises(BudgetExceeded) as caught:
-                client.messages.create(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "b"}])
+                client.messages.create(
+                    model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "b"}]
+                )
     finally:
         client.close()
     assert caught.value.refused
@@ -174,5 +180,3 @@ def test_outside_a_flow_nothing_binds() -> None:
     with pool.acquire(max_usd=0.1) as reservation:
         pass
     assert reservation.spent_usd == pool.spent_usd == 0.0
-
-
