@@ -85,6 +85,7 @@ class Flow:
         self.redactor = redactor or Redactor()
         self.clock = VirtualClock()
         """The flow's :class:`VirtualClock` (virtual seconds since the flow started)."""
+        self.clock._real_time = lambda: self.real_time  # nothing to replay: the event loop stays real
         self.budget = BudgetPool(usd=budget_usd, tokens=budget_tokens)
         """The flow's :class:`BudgetPool`; every model call is charged to it."""
         self.deadline: Deadline | None = (
@@ -204,8 +205,10 @@ class Flow:
 
     @property
     def real_time(self) -> bool:
-        """Whether model calls take real time: no cassette and no scripted model (nothing replays)."""
-        return self.cassette_path is None and (self._hooks is None or self._hooks.script is None)
+        """Whether model calls take real time: an active flow with no cassette, no scripted model and no
+        faults (nothing is replayed or made up, so waits are real waits and no event loop is made
+        virtual). A flow that is not active keeps its virtual clock for code that moves it explicitly."""
+        return self.active and self.cassette_path is None and self._hooks is None and not self.faults
 
     def check_request(self) -> None:
         """Refuse a model request before it is sent when a budget cap that applies is already spent.

@@ -34,7 +34,7 @@ from ..runtime._binding import bound_flow
 from ..runtime._context import AgentScope
 from ..runtime._models import AgentResult, Decision, Usage
 from ..runtime.budget import BudgetPool, Reservation
-from ..runtime.clock import VirtualClock
+from ..runtime.clock import RealClock, VirtualClock
 from ..runtime.deadline import Deadline
 from ..runtime.decisions import DecisionLog
 
@@ -70,13 +70,14 @@ class Runtime:
     @classmethod
     def of(cls, flow: Flow | None) -> Runtime:
         """The runtime of ``flow``; else of the active flow (the pattern was built inside one, e.g. by the
-        articles' own code in a test), else a standalone one (new clock, log and uncapped budget)."""
+        articles' own code in a test), else a standalone one: a :class:`RealClock` (real time, so real
+        network waits and timeouts are real), its own log and an uncapped budget."""
         if flow is not None:
             return cls(clock=flow.clock, log=flow.log, budget=flow.budget, deadline=flow.deadline)
         bound = bound_flow()
         if bound is not None:
             return cls(clock=bound.clock, log=bound.log, budget=bound.budget, deadline=bound.deadline)
-        clock = VirtualClock()
+        clock = RealClock()  # outside any flow: real time (no virtual fast-forward of real waits)
         return cls(clock=clock, log=DecisionLog(clock=clock), budget=BudgetPool())
 
 
@@ -213,7 +214,8 @@ async def call_async(
                     except Exception as exc:
                         error = exc
                     took = clock.now() - start
-                await clock.sleep(took)
+                if clock.virtual:  # on real time the agent's calls already took their time
+                    await clock.sleep(took)
                 if error is not None:
                     raise error
                 if inspect.isawaitable(output):

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..runtime._context import Scope
-from ..runtime.clock import RealClock, VirtualClock
+from ..runtime.clock import VirtualClock
 from ..runtime.decisions import to_plain
 from ._base import Runtime
 
@@ -121,9 +121,7 @@ class Tracer:
     ) -> None:
         self.export_path = None if export_path is None else pathlib.Path(export_path)
         self._rt = Runtime.of(flow)
-        self.clock: VirtualClock | RealClock = self._rt.clock
-        if flow is None and self._rt.log.clock is None:  # pragma: no cover - standalone runtimes have one
-            self.clock = RealClock()
+        self.clock: VirtualClock = self._rt.clock
         self.spans: list[Span] = []
         """Ended spans, in the order they ended."""
         self._lock = threading.Lock()

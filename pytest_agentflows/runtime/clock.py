@@ -35,7 +35,11 @@ class VirtualClock:
     The clock is safe to use from threads and asyncio tasks. Reading it never touches the wall clock.
     """
 
+    virtual = True
+    """``True``: time moves only by charged latency (``False`` for :class:`RealClock`)."""
+
     def __init__(self, start: float = 0.0) -> None:
+        self._real_time: Any = None  # a flow's probe: while it says True, no loop is made virtual
         self._lock = threading.RLock()
         self._cursor: contextvars.ContextVar[float | None] = contextvars.ContextVar(
             f"agentflows_clock_{id(self)}", default=None
@@ -126,6 +130,8 @@ class VirtualClock:
             ``True`` if the loop is attached (now or before), ``False`` if there is no loop or it cannot be
             patched (e.g. uvloop); the clock then keeps working on cursors alone.
         """
+        if self._real_time is not None and self._real_time():
+            return False  # a flow with nothing to replay: real network waits must stay real
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -230,6 +236,9 @@ class VirtualClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
+        if self._real_time is not None and self._real_time():
+            await asyncio.sleep(seconds)  # real time: what the caller waits for is real
+            return
         if self._running_attached_loop() is not None or self.attach_loop():
             start = self.now()
             try:
@@ -244,14 +253,20 @@ class VirtualClock:
         return f"VirtualClock(now={self.now():.3f}s, elapsed={self.elapsed:.3f}s)"
 
 
-class RealClock:
+class RealClock(VirtualClock):
     """Real (monotonic) time in seconds since the clock was made: what runs outside a flow.
 
-    Has the reading side of :class:`VirtualClock` (``now``, ``elapsed``); a :class:`Deadline` made outside
-    any flow measures on one, so ``Deadline(seconds=120).expired()`` means what it says in production.
+    A :class:`VirtualClock` whose reading is ``time.monotonic()`` and which cannot be moved: ``advance``,
+    ``set_time`` and ``join`` only read it, branches share it, ``sleep`` really sleeps and no event loop
+    is made virtual. Patterns built outside any flow run on one, so a real network wait is a real wait
+    (no timeout fires early), and a :class:`Deadline` made outside any flow measures on one, so the
+    articles' ``Deadline(seconds=120).expired()`` means what it says in production.
     """
 
+    virtual = False
+
     def __init__(self) -> None:
+        super().__init__()
         import time
 
         self._monotonic = time.monotonic
@@ -265,6 +280,36 @@ class RealClock:
     def elapsed(self) -> float:
         """The same as :meth:`now`: real time has a single line."""
         return self.now()
+
+    def advance(self, seconds: float) -> float:
+        """Real time cannot be moved: returns :meth:`now`."""
+        if seconds < 0:
+            raise ValueError(f"RealClock.advance() needs seconds >= 0, got {seconds!r}")
+        return self.now()
+
+    def set_time(self, at: float) -> float:
+        """Real time cannot be moved: returns :meth:`now`."""
+        return self.now()
+
+    def branch_context(self, at: float | None = None) -> contextvars.Context:
+        """A copy of the current context (branches share real time)."""
+        return contextvars.copy_context()
+
+    @contextmanager
+    def fork(self) -> Iterator[float]:
+        """Yields :meth:`now`; nothing to restore."""
+        yield self.now()
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> bool:
+        """Never: the event loop keeps real time."""
+        return False
+
+    def detach_loop(self) -> None:
+        """Nothing attached."""
+
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep(seconds)``: real time passes."""
+        await asyncio.sleep(max(float(seconds), 0.0))
 
     def __repr__(self) -> str:
         return f"RealClock(now={self.now():.3f}s)"

@@ -80,7 +80,7 @@ class Deadline:
 
             flow = bound_flow()
             clock = flow.clock if flow is not None else RealClock()
-        self.clock: VirtualClock | RealClock = clock
+        self.clock: VirtualClock = clock
         if start is None:
             start = self.clock.now()
         elif isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
