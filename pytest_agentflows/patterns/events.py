@@ -98,7 +98,7 @@ class EventBus:
 
     Decisions: ``event_emitted`` (agent = the sender, ``event``, ``source``, ``handlers``: their names),
     ``event_handled`` (agent = the handler, ``event``), ``event_failed`` (agent = the handler, ``event``,
-    ``error``). ``BudgetExceeded``, ``DeadlineExceeded``, ``EventLoopError`` and
+    ``error``: the exception type, ``message``). ``BudgetExceeded``, ``DeadlineExceeded``, ``EventLoopError`` and
     ``UnrecordedRequestError`` raised in a handler reach the outermost ``emit``/``publish`` caller; other
     handler errors become ``event_failed`` and, for ``emit``, are raised again.
     """
@@ -275,7 +275,9 @@ class _Handling:
             if exc is None:
                 log.record("event_handled", event=self.event.type)
             elif isinstance(exc, Exception) and not isinstance(exc, _STOPPING):
-                log.record("event_failed", event=self.event.type, error=error_text(exc))
+                log.record(
+                    "event_failed", event=self.event.type, error=type(exc).__name__, message=error_text(exc)
+                )
         finally:
             self.scope.__exit__()
 

@@ -143,7 +143,8 @@ class Orchestrator(Pattern):
         ValueError: for no workers.
 
     Decisions: ``plan`` (agent ``"planner"``; ``tasks``: ``[{id, assigned_to, depends_on}]``),
-    ``task_complete`` (agent = the worker; ``task``, ``depends_on``), ``task_failed`` (``task``, ``error``).
+    ``task_complete`` (agent = the worker; ``task``, ``depends_on``), ``task_failed`` (``task``, ``error``: the exception type,
+    ``message``).
     ``await orchestrator.run(input)`` / ``run_sync(input)`` return an ``AgentResult`` whose ``data`` is
     ``{task id: result text}``; they raise :class:`~pytest_agentflows.PlanError` for a bad plan (a cycle
     names its tasks) before any worker runs, and re-raise the first task failure after the running
@@ -225,7 +226,13 @@ class Orchestrator(Pattern):
                     "task_complete", agent=task.assigned_to, task=task.id, depends_on=list(task.depends_on)
                 )
         except Exception as exc:
-            rt.log.record("task_failed", agent=task.assigned_to, task=task.id, error=error_text(exc))
+            rt.log.record(
+                "task_failed",
+                agent=task.assigned_to,
+                task=task.id,
+                error=type(exc).__name__,
+                message=error_text(exc),
+            )
             future.set_exception(_Skipped(task.id))
             future.exception()
             raise
