@@ -98,9 +98,10 @@ class EventBus:
 
     Decisions: ``event_emitted`` (agent = the sender, ``event``, ``source``, ``handlers``: their names),
     ``event_handled`` (agent = the handler, ``event``), ``event_failed`` (agent = the handler, ``event``,
-    ``error``: the exception type, ``message``). ``BudgetExceeded``, ``DeadlineExceeded``, ``EventLoopError`` and
-    ``UnrecordedRequestError`` raised in a handler reach the outermost ``emit``/``publish`` caller; other
-    handler errors become ``event_failed`` and, for ``emit``, are raised again.
+    ``error``: the exception type, ``message``). ``BudgetExceeded``, ``DeadlineExceeded``,
+    ``EventLoopError`` and ``UnrecordedRequestError`` raised in a handler reach the outermost
+    ``emit``/``publish`` caller; other handler errors become ``event_failed`` and, for ``emit``, are
+    raised again.
     """
 
     def __init__(self, max_events: int = 1000, *, flow: Flow | None = None) -> None:

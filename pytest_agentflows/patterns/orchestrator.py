@@ -143,8 +143,8 @@ class Orchestrator(Pattern):
         ValueError: for no workers.
 
     Decisions: ``plan`` (agent ``"planner"``; ``tasks``: ``[{id, assigned_to, depends_on}]``),
-    ``task_complete`` (agent = the worker; ``task``, ``depends_on``), ``task_failed`` (``task``, ``error``: the exception type,
-    ``message``).
+    ``task_complete`` (agent = the worker; ``task``, ``depends_on``), ``task_failed`` (``task``,
+    ``error``: the exception type, ``message``).
     ``await orchestrator.run(input)`` / ``run_sync(input)`` return an ``AgentResult`` whose ``data`` is
     ``{task id: result text}``; they raise :class:`~pytest_agentflows.PlanError` for a bad plan (a cycle
     names its tasks) before any worker runs, and re-raise the first task failure after the running
