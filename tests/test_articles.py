@@ -102,7 +102,7 @@ class LLMAgent:
         return (await self.run(text)).text.strip()
 '''
 
-PORTED = '''
+PORTED = r'''
 import asyncio
 import json
 from dataclasses import dataclass
@@ -136,6 +136,7 @@ review_agent = LLMAgent("You are a strict review editor.")
 
 
 # -- article 000: Four Patterns for Multi-Agent Python Systems -------------------------------------------
+# --8<-- [start:router]
 async def test_router_pattern(agentflow, decision_snapshot, tmp_path):
     """Ports article 000's Pattern 1 (Router): @bus.on handlers, log.record(decision="route"), bus.emit."""
     bus = EventBus()
@@ -160,6 +161,7 @@ async def test_router_pattern(agentflow, decision_snapshot, tmp_path):
     result = await route_request("I was charged twice on my invoice")
     assert result.text and [c.agent for c in agentflow.calls] == [None, "handle_billing"]
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:router]
 
 
 @dataclass
@@ -169,6 +171,7 @@ class PipelineResult:
     tokens_used: int
 
 
+# --8<-- [start:pipeline]
 async def test_pipeline_pattern(agentflow, decision_snapshot):
     """Ports article 000's Pattern 2 (Pipeline): BudgetPool(usd=) with async acquire(max_usd=) per stage."""
     log = DecisionLog(path=None)
@@ -182,7 +185,7 @@ async def test_pipeline_pattern(agentflow, decision_snapshot):
         log.record(decision="stage_complete", stage="research", tokens=research_out.tokens)
         async with pool.acquire(max_usd=0.04) as stage_budget:
             draft_out = await draft_agent.run(
-                f"Research notes:\\n{research_out.text}\\n\\nWrite a report.", budget=stage_budget
+                f"Research notes:\n{research_out.text}\n\nWrite a report.", budget=stage_budget
             )
         results.append(PipelineResult("draft", draft_out.text, draft_out.tokens))
         log.record(decision="stage_complete", stage="draft", tokens=draft_out.tokens)
@@ -196,8 +199,10 @@ async def test_pipeline_pattern(agentflow, decision_snapshot):
     assert pool.spent_tokens == sum(r.tokens_used for r in results) == agentflow.budget.spent_tokens
     assert pool.spent_usd > 0
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:pipeline]
 
 
+# --8<-- [start:broadcast]
 async def test_broadcast_pattern(agentflow, decision_snapshot):
     """Ports article 000's Pattern 3 (Broadcast): the same input to N agents with asyncio.gather, then merge."""
     bus = EventBus()
@@ -206,7 +211,7 @@ async def test_broadcast_pattern(agentflow, decision_snapshot):
 
     @bus.on("broadcast:done")
     async def aggregate(event):
-        return "\\n".join(event["payload"])
+        return "\n".join(event["payload"])
 
     async def broadcast(question):
         answers = await asyncio.gather(*(agent.run(question) for agent in verifiers.values()), return_exceptions=True)
@@ -217,8 +222,10 @@ async def test_broadcast_pattern(agentflow, decision_snapshot):
     merged = await broadcast("Is the moon made of rock?")
     assert merged.count("reply to") == 2
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:broadcast]
 
 
+# --8<-- [start:supervisor]
 async def test_supervisor_pattern(agentflow, decision_snapshot):
     """Ports article 000's Pattern 4 (Supervisor): a worker/reviewer loop under Deadline(seconds=120)."""
     log = DecisionLog()
@@ -237,14 +244,16 @@ async def test_supervisor_pattern(agentflow, decision_snapshot):
             log.record(decision="supervisor_review", iteration=iteration, approved=approved)
             if approved:
                 return draft
-            draft = (await worker.run(f"{task}\\nRevised after: {review}")).text
+            draft = (await worker.run(f"{task}\nRevised after: {review}")).text
         return draft
 
     assert await supervise("Apologise for the double charge")
     assert [d.approved for d in agentflow.log.of_kind("supervisor_review")] == [False, True]
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:supervisor]
 
 
+# --8<-- [start:quickstart]
 def test_quick_start(agentflow, decision_snapshot):
     """Ports article 000's quick start: a DecisionLog audit record and a BudgetPool check, sync."""
     log = DecisionLog(path=None)
@@ -254,9 +263,11 @@ def test_quick_start(agentflow, decision_snapshot):
         log.record(decision="summarized", tokens=answer.tokens)
     assert reservation.spent_tokens == answer.tokens
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:quickstart]
 
 
 # -- article 003: orchestrator, registry, message bus, consensus, timeouts, breaker, sourcing, audit ------
+# --8<-- [start:orchestrator]
 async def test_orchestrator_and_code_review(agentflow, decision_snapshot):
     """Ports article 003's orchestrator and its code-review orchestrator: plan, workers, synthesis."""
     workers = {
@@ -268,8 +279,10 @@ async def test_orchestrator_and_code_review(agentflow, decision_snapshot):
     result = await orchestrator.run("Review pull request 42")
     assert list(result.data) == ["research", "outline", "draft", "review"]
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:orchestrator]
 
 
+# --8<-- [start:bus]
 def test_registry_messages_and_message_bus(agentflow, decision_snapshot):
     """Ports article 003's agent registry messages and message bus: subscribe + publish(Event(...))."""
     bus = EventBus()
@@ -286,8 +299,10 @@ def test_registry_messages_and_message_bus(agentflow, decision_snapshot):
     bus.publish(Event("task.assigned", {"agent": "summarizer", "text": "long text"}, "orchestrator"))
     assert inbox and inbox[0][0] == "summarizer"
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:bus]
 
 
+# --8<-- [start:consensus]
 async def test_consensus_voting(agentflow, decision_snapshot):
     """Ports article 003's consensus: voters answer, the majority wins at required_agreement."""
     voters = {
@@ -298,8 +313,10 @@ async def test_consensus_voting(agentflow, decision_snapshot):
     result = await Consensus(voters, required_agreement=0.5).run("Ship the release?")
     assert result.text == "approve" and result.data["reached"]
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:consensus]
 
 
+# --8<-- [start:timeout]
 async def test_get_with_timeout(agentflow, decision_snapshot):
     """Ports article 003's get_with_timeout: asyncio.wait_for around an agent, a default when late."""
     async def get_with_timeout(agent, task, timeout=30.0, default=None):
@@ -310,8 +327,10 @@ async def test_get_with_timeout(agentflow, decision_snapshot):
 
     assert await get_with_timeout(summarizer_agent, "quick one") is not None
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:timeout]
 
 
+# --8<-- [start:breaker]
 async def test_circuit_breaker(agentflow, decision_snapshot):
     """Ports article 003's CircuitBreaker(failure_threshold=5, timeout_seconds=60) and call_async."""
     breaker = CircuitBreaker(failure_threshold=2, timeout_seconds=60)
@@ -331,8 +350,10 @@ async def test_circuit_breaker(agentflow, decision_snapshot):
     assert breaker.state == "closed"
     assert breaker.failure_threshold == 2 and breaker.timeout_seconds == 60
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:breaker]
 
 
+# --8<-- [start:sourcing]
 def test_event_sourcing_and_audit_log(agentflow, decision_snapshot, tmp_path):
     """Ports article 003's event sourcing (events replayed into state) and its JSONL audit log."""
     bus = EventBus()
@@ -348,9 +369,11 @@ def test_event_sourcing_and_audit_log(agentflow, decision_snapshot, tmp_path):
     audit.record(decision="state_rebuilt", orders=len(state), last=state[1])
     assert state == {1: "order.paid"}
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:sourcing]
 
 
 # -- the sequel: plans with depends_on, handoff contracts, peer review, audit actions -------------------
+# --8<-- [start:plan]
 def test_plan_with_depends_on_runs_the_writer_after_its_dependencies(agentflow, decision_snapshot):
     """Ports the sequel's plan with depends_on: the writer runs after research and outline, run_sync."""
     workers = {"researcher": research_agent, "writer": draft_agent, "reviewer": review_agent}
@@ -359,8 +382,10 @@ def test_plan_with_depends_on_runs_the_writer_after_its_dependencies(agentflow, 
     assert done.index("draft") > max(done.index("research"), done.index("outline"))
     assert done[-1] == "review"
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:plan]
 
 
+# --8<-- [start:cycle]
 def test_a_plan_cycle_is_a_plan_error():
     """Ports the sequel's plan validation: a depends_on cycle names the tasks."""
     from pytest_agentflows.patterns.orchestrator import parse_plan
@@ -371,8 +396,10 @@ def test_a_plan_cycle_is_a_plan_error():
     ])
     with pytest.raises(PlanError, match="cycle: a -> b -> a"):
         parse_plan(plan, {"w": None})
+# --8<-- [end:cycle]
 
 
+# --8<-- [start:handoff]
 async def test_handoff_contract_specialist_routing_and_safe_handoff(agentflow, decision_snapshot):
     """Ports the sequel's handoff contract, specialist routing and safe_handoff with escalation."""
     schema = {
@@ -396,8 +423,10 @@ async def test_handoff_contract_specialist_routing_and_safe_handoff(agentflow, d
     assert await safe_handoff("unclear request") == "escalated to a human"
     assert [d.valid for d in agentflow.log.of_kind("handoff")] == [True, False]
     assert agentflow.decisions == decision_snapshot
+# --8<-- [end:handoff]
 
 
+# --8<-- [start:peer]
 async def test_peer_review_and_audit_actions(agentflow, decision_snapshot):
     """Ports the sequel's peer review loop and its audit actions with parent ids (spans as parents)."""
     tracer = Tracer()
@@ -417,6 +446,7 @@ async def test_peer_review_and_audit_actions(agentflow, decision_snapshot):
     actions = agentflow.log.of_kind("action")
     assert {a.parent for a in actions} == {span.id}
     assert agentflow.log.as_dicts() == decision_snapshot
+# --8<-- [end:peer]
 '''
 
 
