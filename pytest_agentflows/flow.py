@@ -93,6 +93,7 @@ class Flow:
         )
         """The flow's :class:`Deadline` on its clock, or ``None``."""
         self.log = DecisionLog(log_path, clock=self.clock, scrub=self.redactor.scrub_value)
+        self.log._forward = False  # a flow's own log: never copied into another (enclosing) flow's
         """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
         self.ids = IdSource()
         """Deterministic ids of the flow's scopes, decisions and model calls (``id`` / ``parent``)."""

@@ -126,6 +126,7 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._decisions: list[Decision] = []
         self._ids = IdSource()  # outside a flow; inside one the flow's ids are used
+        self._forward = True  # an app-made log also records into the active flow's; a flow's own never does
 
     def record(self, decision: str, **fields: Any) -> Decision:
         """Append a decision and return it.
@@ -171,7 +172,7 @@ class DecisionLog:
         from ._binding import bound_flow
 
         flow = bound_flow()
-        if flow is not None and flow.log is not self:
+        if flow is not None and flow.log is not self and self._forward:
             # the app's own log: the flow's log gets the decision too (its time, id and parent)
             shared = flow.log._record(kind, {**fields, "agent": agent}, id=id)
             at = shared.at if self.clock is None else round(self.clock.now(), FLOAT_DIGITS) + 0.0
