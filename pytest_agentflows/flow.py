@@ -481,7 +481,9 @@ def _sdk_safe(error: BudgetExceeded) -> BudgetExceeded:
         return error
     cls = _SDK_SAFE.get(base)
     if cls is None:
-        cls = _SDK_SAFE[base] = type("BudgetExceeded", (BudgetExceeded, base), {"__module__": __name__})
+        cls = _SDK_SAFE[base] = type(
+            "BudgetExceeded", (BudgetExceeded, base), {"__module__": BudgetExceeded.__module__}
+        )
     safe: BudgetExceeded = Exception.__new__(cls)
     safe.__dict__.update(error.__dict__)
     safe.args = error.args

@@ -469,7 +469,12 @@ def test_article_examples_record_then_replay_offline_with_snapshots(
     monkeypatch.setenv("AF_OPENAI_URL", "http://127.0.0.1:9/v1")  # nothing listens: replay only
     replayed = pytester.runpytest("-p", "no:randomly")
     replayed.assert_outcomes(passed=_count_tests())
-    replayed.stdout.fnmatch_lines(["*snapshots passed*", "*0 recorded*"])
+    replayed.stdout.fnmatch_lines(["*(34 replayed, 0 recorded)*"])
+    # every test compared its decisions with the snapshot written while recording (a mismatch fails it)
+    snapshots = (pytester.path / "__snapshots__" / "test_ported_articles.agentflows").read_text(
+        encoding="utf-8"
+    )
+    assert snapshots.count("# name: test_") == _count_tests() - 1  # the PlanError test takes none
     assert len(article_server.requests) == sent
 
 
