@@ -196,3 +196,78 @@ class BroadcastError(AgentflowsError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.min_successes, self.succeeded, self.failures))
+
+
+class EventLoopError(AgentflowsError):
+    """An :class:`~pytest_agentflows.EventBus` handled more than ``max_events`` events: a feedback loop.
+
+    Handlers that publish or emit the events that trigger them again loop forever; the bus counts events
+    (not stack depth) and stops the loop here, so it ends in this error, never in ``RecursionError``.
+
+    Attributes:
+        max_events: The bus's limit.
+        event_type: Type of the event that went over it.
+        recent: Types of the last events handled before it (oldest first), to show the cycle.
+    """
+
+    def __init__(self, max_events: int, event_type: str, recent: list[str]) -> None:
+        self.max_events = max_events
+        self.event_type = event_type
+        self.recent = list(recent)
+        cycle = " -> ".join([*self.recent[-8:], event_type])
+        super().__init__(
+            f"event bus feedback loop: event {event_type!r} would be number {max_events + 1}, over "
+            f"max_events={max_events}. Last events: {cycle}. Fix: make a handler stop re-emitting the "
+            "event that triggers it (a condition, a counter, a budget), or raise EventBus(max_events=...) "
+            f"if this many events is expected (see {DOCS_PATTERNS}event-bus/)."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.max_events, self.event_type, self.recent))
+
+
+class PlanError(AgentflowsError):
+    """An orchestrator's plan cannot run: not JSON, a dependency cycle, an unknown worker or task.
+
+    Attributes:
+        problem: What is wrong (one sentence).
+        tasks: The ids of the tasks concerned (the cycle, in order, for a cycle).
+    """
+
+    def __init__(self, problem: str, tasks: list[str]) -> None:
+        self.problem = problem
+        self.tasks = list(tasks)
+        named = ", ".join(repr(t) for t in self.tasks)
+        super().__init__(
+            f"the orchestrator's plan cannot run: {problem}" + (f" (tasks: {named})" if named else "") + ". "
+            "Fix: make the planner answer a JSON list of {id, description, assigned_to, depends_on} tasks "
+            "whose assigned_to is a key of workers= and whose depends_on names other tasks, with no cycle "
+            f"(see {DOCS_PATTERNS}orchestrator/)."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.problem, self.tasks))
+
+
+class HandoffError(AgentflowsError, ValueError):
+    """A handoff's payload broke its contract (schema or confidence) and no ``escalate=`` was given.
+
+    Attributes:
+        from_agent: The agent handing off.
+        to_agent: The agent that would have received it.
+        problems: Each problem found: schema errors (with their JSON path) and a confidence too low.
+    """
+
+    def __init__(self, from_agent: str, to_agent: str, problems: list[str]) -> None:
+        self.from_agent = from_agent
+        self.to_agent = to_agent
+        self.problems = list(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(
+            f"handoff {from_agent!r} -> {to_agent!r} refused: the payload breaks the contract:\n{lines}\n"
+            "Fix: make the sending agent produce what HandoffContract(schema=...) describes, lower "
+            f"required_confidence=, or pass escalate= to handle it (see {DOCS_PATTERNS}handoff/)."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.from_agent, self.to_agent, self.problems))

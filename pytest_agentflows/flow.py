@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING, Any
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
-from .runtime._context import AgentScope, current_agent, inherit_context_in_threads
+from .runtime._binding import bind
+from .runtime._context import AgentScope, IdSource, current_agent, current_scope, inherit_context_in_threads
 from .runtime._models import Decision, ModelCall, Usage
 from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
-from .runtime.budget import UNATTRIBUTED, BudgetPool, PriceUnknownError
+from .runtime.budget import (
+    UNATTRIBUTED,
+    BudgetExceeded,
+    BudgetPool,
+    PriceUnknownError,
+    charge_enclosing,
+    refusal,
+)
 from .runtime.clock import VirtualClock
 from .runtime.deadline import Deadline
 from .runtime.decisions import DecisionLog
@@ -77,6 +85,7 @@ class Flow:
         self.redactor = redactor or Redactor()
         self.clock = VirtualClock()
         """The flow's :class:`VirtualClock` (virtual seconds since the flow started)."""
+        self.clock._real_time = lambda: self.real_time  # nothing to replay: the event loop stays real
         self.budget = BudgetPool(usd=budget_usd, tokens=budget_tokens)
         """The flow's :class:`BudgetPool`; every model call is charged to it."""
         self.deadline: Deadline | None = (
@@ -84,7 +93,12 @@ class Flow:
         )
         """The flow's :class:`Deadline` on its clock, or ``None``."""
         self.log = DecisionLog(log_path, clock=self.clock, scrub=self.redactor.scrub_value)
+        self.log._forward = False  # a flow's own log: never copied into another (enclosing) flow's
         """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
+        self.ids = IdSource()
+        """Deterministic ids of the flow's scopes, decisions and model calls (``id`` / ``parent``)."""
+        self.refusals: list[BudgetExceeded] = []
+        """Model requests refused before they were sent because a budget cap was already spent."""
         self.record_model_calls = record_model_calls
         self.save_on_failure = save_on_failure
         self.discarded: tuple[str, int] | None = None
@@ -112,6 +126,7 @@ class Flow:
         with ExitStack() as stack:
             stack.callback(self._deactivated)
             stack.enter_context(inherit_context_in_threads())
+            stack.enter_context(bind(self))  # app-made BudgetPool/Deadline/DecisionLog/patterns bind to it
             if self.cassette_path is not None:
                 from .cassette._recorder import Recorder
 
@@ -191,6 +206,37 @@ class Flow:
         return self._stack is not None
 
     @property
+    def real_time(self) -> bool:
+        """Whether model calls take real time: an active flow with no cassette, no scripted model and no
+        faults (nothing is replayed or made up, so waits are real waits and no event loop is made
+        virtual). A flow that is not active keeps its virtual clock for code that moves it explicitly."""
+        return self.active and self.cassette_path is None and self._hooks is None and not self.faults
+
+    def check_request(self) -> None:
+        """Refuse a model request before it is sent when a budget cap that applies is already spent.
+
+        Called by the cassette and the transport hooks for every model request (replayed, recorded or
+        scripted). Checks the flow's pool, and every reservation active in the calling context with its
+        pool (the app's own ``BudgetPool.acquire`` blocks included): spend >= cap refuses.
+
+        Raises:
+            BudgetExceeded: with ``refused=True`` and the spend per agent; nothing was sent.
+        """
+        error = refusal(self.budget)
+        if error is None:
+            return
+        with self._lock:
+            self.refusals.append(error)
+        self.log.record(
+            "budget_refused",
+            kind_of_cap=error.kind,
+            limit=error.limit,
+            spent=error.spent,
+            cap_of=error.cap_of,
+        )
+        raise _sdk_safe(error)
+
+    @property
     def recording(self) -> bool:
         """Whether the flow records from the network: a cassette in record mode ``new`` or ``all``."""
         return self.cassette_path is not None and self.record_mode is not RecordMode.NONE
@@ -239,7 +285,15 @@ class Flow:
             raise CassetteError(str(self.cassette_path or "(no cassette)"), where, str(exc)) from exc
         if call is None:
             return
-        call = call.model_copy(update={"replayed": exchange.replayed, "started_at": round(started, 6)})
+        parent = current_scope.get()
+        call = call.model_copy(
+            update={
+                "replayed": exchange.replayed,
+                "started_at": round(started, 6),
+                "id": self.ids.next_id("call", parent),
+                "parent": parent,
+            }
+        )
         self.add_call(call)
         if self.record_model_calls:
             fields: dict[str, Any] = {
@@ -252,7 +306,7 @@ class Flow:
             }
             if exchange.cancelled:
                 fields["cancelled"] = True
-            self.log.record("model_call", **fields)
+            self.log._record("model_call", fields, id=call.id)
 
     def effective_latency(self, latency_s: float) -> float:
         """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
@@ -300,6 +354,8 @@ class Flow:
         # An unknown price under a USD cap: the verdict (assert_within_budget) names the model and the fix.
         with contextlib.suppress(PriceUnknownError):
             self.budget.charge(call.usage, agent=call.agent, model=call.model)
+        # the app's own pools: calls inside their acquire() blocks count there too
+        charge_enclosing(call.usage, call.agent, model=call.model, exclude=self.budget)
 
     @property
     def calls(self) -> list[ModelCall]:
@@ -408,3 +464,31 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow({self.test_id!r}, calls={len(self.calls)}, elapsed={self.elapsed:.3f}s)"
+
+
+def _sdk_safe(error: BudgetExceeded) -> BudgetExceeded:
+    """``error`` as an exception the loaded SDKs pass on unchanged, neither wrapped nor retried.
+
+    anthropic wraps any other exception raised by its HTTP client into a retried ``APIConnectionError``;
+    an ``AnthropicError`` passes as-is. So, when anthropic is loaded, the refusal is raised as a subclass of
+    both :class:`BudgetExceeded` and ``anthropic.AnthropicError`` (``except BudgetExceeded`` still catches
+    it; it pickles as a plain :class:`BudgetExceeded`). The openai SDK passes non-network errors unchanged.
+    """
+    import sys
+
+    anthropic = sys.modules.get("anthropic")
+    base = getattr(anthropic, "AnthropicError", None) if anthropic is not None else None
+    if not isinstance(base, type) or not issubclass(base, Exception):
+        return error
+    cls = _SDK_SAFE.get(base)
+    if cls is None:
+        cls = _SDK_SAFE[base] = type(
+            "BudgetExceeded", (BudgetExceeded, base), {"__module__": BudgetExceeded.__module__}
+        )
+    safe: BudgetExceeded = Exception.__new__(cls)
+    safe.__dict__.update(error.__dict__)
+    safe.args = error.args
+    return safe
+
+
+_SDK_SAFE: dict[type, type] = {}

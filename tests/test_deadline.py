@@ -8,16 +8,17 @@ import pickle
 import pytest
 
 from pytest_agentflows.runtime._context import AgentScope
-from pytest_agentflows.runtime.clock import VirtualClock
+from pytest_agentflows.runtime.clock import RealClock, VirtualClock
 from pytest_agentflows.runtime.deadline import Deadline, DeadlineExceeded
 
 
-def test_defaults_to_new_clock() -> None:
+def test_defaults_to_real_time_outside_a_flow() -> None:
+    """Outside any flow, ``Deadline(seconds)`` (the article's call) measures real monotonic time."""
     d = Deadline(10)
-    assert isinstance(d.clock, VirtualClock)
-    assert d.start == 0.0
-    assert d.expires_at == 10.0
-    assert d.remaining() == 10.0
+    assert isinstance(d.clock, RealClock)
+    assert 0.0 <= d.start < 1.0  # real seconds since the clock was made
+    assert d.expires_at == round(d.start + 10.0, 9)
+    assert 9.0 < d.remaining() <= 10.0
     assert not d.expired()
     d.check()
 

@@ -110,12 +110,19 @@ def test_as_dicts_order_and_rounding() -> None:
     with AgentScope("pipeline"):
         log.record("stage_complete", tokens=120, cost_usd=0.000123456789, ratio=[1 / 3], zebra=1, apple=2)
     [row] = log.as_dicts()
-    assert list(row) == ["seq", "at", "kind", "agent", "tokens", "cost_usd", "ratio", "zebra", "apple"]
+    assert list(row) == [
+        *("seq", "at", "kind", "agent", "id", "parent"),
+        *("tokens", "cost_usd", "ratio", "zebra", "apple"),
+    ]
+    parent = row["parent"]  # the agent run's scope (numbered process-wide outside a flow)
+    assert parent.startswith("pipeline#")
     assert row == {
         "seq": 0,
         "at": 0.1,
         "kind": "stage_complete",
         "agent": "pipeline",
+        "id": f"{parent}/stage_complete#1",
+        "parent": parent,
         "tokens": 120,
         "cost_usd": 0.000123,
         "ratio": [0.333333],
@@ -135,10 +142,16 @@ def test_jsonl_file(tmp_path: pathlib.Path) -> None:
     log.record("stage_complete", tokens=10, items=("é", 1.0000001))
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [
-        {"seq": 0, "at": 0.0, "kind": "route", "agent": "router", "chosen": "billing", "reason": "invoice"},
-        {"seq": 1, "at": 2.5, "kind": "stage_complete", "agent": None, "tokens": 10, "items": ["é", 1.0]},
+        {
+            **{"seq": 0, "at": 0.0, "kind": "route", "agent": "router", "id": "route#1", "parent": None},
+            **{"chosen": "billing", "reason": "invoice"},
+        },
+        {
+            **{"seq": 1, "at": 2.5, "kind": "stage_complete", "agent": None},
+            **{"id": "stage_complete#1", "parent": None, "tokens": 10, "items": ["é", 1.0]},
+        },
     ]
-    assert list(json.loads(lines[0])) == ["seq", "at", "kind", "agent", "chosen", "reason"]
+    assert list(json.loads(lines[0])) == ["seq", "at", "kind", "agent", "id", "parent", "chosen", "reason"]
     assert "é" in lines[1]  # not \u-escaped
     # appended, never truncated
     DecisionLog(str(path)).record("again")
@@ -152,6 +165,8 @@ def test_jsonl_file(tmp_path: pathlib.Path) -> None:
         "at": 2.5,
         "kind": "stage_complete",
         "agent": None,
+        "id": "stage_complete#1",
+        "parent": None,
         "tokens": 10,
         "items": ["é", 1.0],
     }

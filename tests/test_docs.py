@@ -58,6 +58,9 @@ def test_mkdocs_site_builds_strictly(tmp_path: Path) -> None:
     assert "VirtualClock" in page and "load_cassette" in page  # mkdocstrings rendered the API
     example = (tmp_path / "site" / "examples" / "index.html").read_text(encoding="utf-8")
     assert "test_a_late_knowledge_base_is_dropped_at_the_timeout" in example  # snippets were included
+    assert "--8 &lt;" not in example and "dropped_at_the_timeout</span>" in example  # included, not shown
+    articles = (tmp_path / "site" / "articles" / "index.html").read_text(encoding="utf-8")
+    assert articles.count("--8&lt;--") == 0 and "route_request" in articles  # the ported examples are shown
 
 
 def test_example_suite_passes_offline_from_committed_files() -> None:

@@ -50,9 +50,9 @@ def log(flow: Flow) -> list[Any]:
 
 
 def faults_of(flow: Flow) -> list[dict[str, Any]]:
-    """The fault_injected decisions as dicts without seq."""
+    """The fault_injected decisions as dicts without seq, id and parent (structure, tested elsewhere)."""
     return [
-        {k: v for k, v in d.model_dump().items() if k != "seq"}
+        {k: v for k, v in d.model_dump().items() if k not in ("seq", "id", "parent")}
         for d in flow.decisions
         if d.kind == "fault_injected"
     ]

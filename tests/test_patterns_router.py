@@ -114,7 +114,7 @@ def test_invalid_configuration() -> None:
 def test_bad_agent_return_value_is_named() -> None:
     router = Router(lambda q: 42, {"a": lambda q: "A"})
     with pytest.raises(
-        TypeError, match="agent 'router' returned int; an agent must return a str or an AgentResult"
+        TypeError, match="agent 'router' returned int; an agent must return a str, an AgentResult"
     ):
         router.run_sync("q")
 

@@ -163,7 +163,7 @@ def test_breaker_keeps_the_agent_kind_for_run_and_run_sync_objects() -> None:
     assert asyncio.run(guarded.run("q")) == "async"
     with pytest.raises(ValueError, match="failure_threshold"):
         CircuitBreaker("x", failure_threshold=0)
-    with pytest.raises(ValueError, match="reset_timeout"):
+    with pytest.raises(ValueError, match="timeout_seconds"):
         CircuitBreaker("x", reset_timeout=0)
 
 

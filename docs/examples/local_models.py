@@ -11,7 +11,8 @@ is set, so anyone can re-record them offline. The replies depend on the request 
 * the QA reviewer approves a revised draft and critiques a first draft; the **compliance reviewer never
   approves**.
 
-Run it by hand to try the app: ``python docs/examples/local_models.py`` serves on port 8765, then
+Run it by hand to try the app: ``python docs/examples/local_models.py`` serves on port 8765 (add
+``--latency 0.5`` for real-model-like waits of half a second per answer), then
 ``cd docs/examples && python -m supportdesk "I was charged twice"``.
 """
 
@@ -168,13 +169,20 @@ def support_responder(request: Request) -> str:
     return default_responder(request)
 
 
-def serve(port: int = 8765) -> None:
-    """Serve :func:`support_responder` on ``127.0.0.1:port`` until Ctrl+C."""
-    with LocalModelServer(port=port, responder=support_responder) as server:
+def serve(port: int = 8765, latency: float = 0.0) -> None:
+    """Serve :func:`support_responder` on ``127.0.0.1:port`` until Ctrl+C, each answer after ``latency`` s."""
+    with LocalModelServer(port=port, responder=support_responder, latency=latency) as server:
         print(f"supportdesk models on {server.url} (OPENAI_BASE_URL={server.openai_base_url}); Ctrl+C stops")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]) if len(sys.argv) > 1 else 8765)
+    # python docs/examples/local_models.py [PORT] [--latency SECONDS]
+    args = sys.argv[1:]
+    delay = 0.0
+    if "--latency" in args:
+        at = args.index("--latency")
+        delay = float(args[at + 1])
+        del args[at : at + 2]
+    serve(int(args[0]) if args else 8765, delay)

@@ -58,6 +58,9 @@ class ExchangeListener(Protocol):
     def recording_latency(self, agent: str | None, measured_s: float) -> float:
         """Latency to store (and charge) for a call recorded now, given the measured seconds."""
 
+    def check_request(self) -> None:
+        """Raise (``BudgetExceeded``) before a model request is sent when a budget cap is already spent."""
+
 
 @dataclass
 class Exchange:
@@ -595,6 +598,7 @@ class Recorder:
             assert cassette is not None
             body = b"".join(request.stream)
             request.stream = module.ByteStream(body)
+            _check_model_request(recorder.listener, request)
             response = cassette.replay_direct(module, request.method, str(request.url), body, request.headers)
             if response is not None:
                 return response
@@ -612,6 +616,7 @@ class Recorder:
             assert cassette is not None
             body = b"".join([part async for part in request.stream])
             request.stream = module.ByteStream(body)
+            _check_model_request(recorder.listener, request)
             clock = recorder.clock
             clock.attach_loop()
             started_at = clock.now()
@@ -640,6 +645,14 @@ class Recorder:
             return response
 
         return handle_async_request
+
+
+def _check_model_request(listener: ExchangeListener, request: Any) -> None:
+    """Let the flow refuse a model request (budget already spent) before it is replayed or sent."""
+    from ..providers import find_adapter
+
+    if find_adapter(str(request.method), str(request.url), None) is not None:
+        listener.check_request()
 
 
 def _record_blocking(module: Any, request: Any, body: bytes) -> Any:

@@ -6,8 +6,10 @@ An *agent* is any of:
 * an object with a ``.run(input)`` method, sync or async (an object that also has ``.run_sync``, such as a
   pattern or a pydantic-ai ``Agent``, has ``.run_sync`` called by the patterns' ``run_sync``).
 
-Its return value may be a ``str``, an :class:`~pytest_agentflows.AgentResult`, or an object with a ``str``
-``output`` attribute (pydantic-ai's run result), which becomes ``AgentResult(text=output, data=obj)``.
+Its return value may be a ``str``, an :class:`~pytest_agentflows.AgentResult`, an object with a ``str``
+``output`` attribute (pydantic-ai's run result), which becomes ``AgentResult(text=output, data=obj)``, or
+an object with a ``str`` ``text`` (and optional ``tokens``, the articles' agents), which becomes
+``AgentResult(text=obj.text, data=obj)`` (usage is still measured from the flow's model calls).
 
 Every agent runs inside ``AgentScope(name)`` (so the model calls it makes are attributed to it) and inside a
 :class:`~pytest_agentflows.budget.Reservation` of the flow's budget (so a pattern never starts an agent when
@@ -28,10 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import UsageError
+from ..runtime._binding import bound_flow
 from ..runtime._context import AgentScope
 from ..runtime._models import AgentResult, Decision, Usage
 from ..runtime.budget import BudgetPool, Reservation
-from ..runtime.clock import VirtualClock
+from ..runtime.clock import RealClock, VirtualClock
 from ..runtime.deadline import Deadline
 from ..runtime.decisions import DecisionLog
 
@@ -66,10 +69,15 @@ class Runtime:
 
     @classmethod
     def of(cls, flow: Flow | None) -> Runtime:
-        """The runtime of ``flow``, or a standalone one (new clock, log and uncapped budget)."""
+        """The runtime of ``flow``; else of the active flow (the pattern was built inside one, e.g. by the
+        articles' own code in a test), else a standalone one: a :class:`RealClock` (real time, so real
+        network waits and timeouts are real), its own log and an uncapped budget."""
         if flow is not None:
             return cls(clock=flow.clock, log=flow.log, budget=flow.budget, deadline=flow.deadline)
-        clock = VirtualClock()
+        bound = bound_flow()
+        if bound is not None:
+            return cls(clock=bound.clock, log=bound.log, budget=bound.budget, deadline=bound.deadline)
+        clock = RealClock()  # outside any flow: real time (no virtual fast-forward of real waits)
         return cls(clock=clock, log=DecisionLog(clock=clock), budget=BudgetPool())
 
 
@@ -136,9 +144,12 @@ def as_result(output: Any, name: str, usage: Usage) -> AgentResult:
     text = getattr(output, "output", None)
     if isinstance(text, str):
         return AgentResult(text=text, agent=name, data=output, usage=usage)
+    text = getattr(output, "text", None)
+    if isinstance(text, str):  # the articles' agents: an object with .text (and .tokens, kept in data)
+        return AgentResult(text=text, agent=name, data=output, usage=usage)
     raise TypeError(
-        f"agent {name!r} returned {type(output).__name__}; an agent must return a str or an AgentResult "
-        "(or an object with a str .output)"
+        f"agent {name!r} returned {type(output).__name__}; an agent must return a str, an AgentResult, "
+        "or an object with a str .text (and optional int .tokens) or a str .output"
     )
 
 
@@ -203,7 +214,8 @@ async def call_async(
                     except Exception as exc:
                         error = exc
                     took = clock.now() - start
-                await clock.sleep(took)
+                if clock.virtual:  # on real time the agent's calls already took their time
+                    await clock.sleep(took)
                 if error is not None:
                     raise error
                 if inspect.isawaitable(output):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentflowsError
 from ..runtime._context import AgentScope, current_agent
-from ..runtime.clock import VirtualClock
+from ..runtime.clock import RealClock, VirtualClock
 from ..runtime.decisions import DecisionLog
 from ._base import _is_coroutine_callable, target
 from ._errtext import error_text
@@ -80,8 +80,14 @@ class CircuitOpenError(AgentflowsError):
 def _runtime(
     flow: Flow | None, clock: VirtualClock | None, log: DecisionLog | None
 ) -> tuple[VirtualClock, DecisionLog]:
+    if flow is None:
+        from ..runtime._binding import bound_flow
+
+        bound = bound_flow()  # built inside an active flow (the articles' code in a test): use it
+        if bound is not None:
+            return clock or bound.clock, log or bound.log
     if clock is None:
-        clock = flow.clock if flow is not None else VirtualClock()
+        clock = flow.clock if flow is not None else RealClock()  # outside any flow: real time
     if log is None:
         log = flow.log if flow is not None else DecisionLog(clock=clock)
     return clock, log
@@ -141,9 +147,13 @@ async def _await_if_needed(value: Any) -> Any:
 class CircuitBreaker:
     """A circuit breaker on the virtual clock, usable around any agent.
 
+    ``CircuitBreaker(failure_threshold=5, timeout_seconds=60)`` is the source article's call (its
+    ``breaker.call(fn, *args, **kwargs)`` and ``await breaker.call_async(fn, *args, **kwargs)`` too).
+
     Closed: calls go through; ``failure_threshold`` consecutive failures open the circuit. Open: calls raise
-    :class:`CircuitOpenError` at once, without calling the agent, until ``reset_timeout`` virtual seconds
-    have passed since it opened; the first call after that finds it half-open. Half-open: that one trial
+    :class:`CircuitOpenError` at once, without calling the agent, until ``timeout_seconds`` seconds (on the
+    flow clock; real seconds outside any flow) have passed since it opened; the first call after that finds
+    it half-open. Half-open: that one trial
     call goes through (others are refused while it runs); success closes the circuit, failure opens it
     again for another ``reset_timeout``. Like most breakers, the open → half-open change is seen by the
     first call after the timeout, and is recorded at that call's virtual time.
@@ -152,28 +162,31 @@ class CircuitBreaker:
     ``state``, ``previous`` and ``failures`` (consecutive failures counted when it changed).
 
     Args:
-        name: Name in decisions and errors (the protected agent's name reads best).
+        name: Name in decisions and errors (the protected agent's name reads best); default
+            ``"circuit"``.
         failure_threshold: Consecutive failures that open the circuit (>= 1).
-        reset_timeout: Virtual seconds the circuit stays open before a trial call (> 0).
-        flow: The flow whose clock and decision log it uses; ``None``: a standalone clock and log (or
-            ``clock=`` / ``log=``).
+        timeout_seconds: Seconds the circuit stays open before a trial call (> 0).
+        reset_timeout: The older name of ``timeout_seconds`` (give one of them).
+        flow: The flow whose clock and decision log it uses; ``None``: the active flow's, else a real-time
+            clock and a log of its own (or ``clock=`` / ``log=``).
         clock: Clock to read (default: the flow's).
         log: Decision log to record to (default: the flow's).
         failures: Exception types that count as failures (default ``Exception``; ``BaseException``s such as
             ``UnrecordedRequestError`` always propagate uncounted).
 
     Raises:
-        ValueError: for a threshold < 1 or a reset timeout <= 0.
+        ValueError: for a threshold < 1, a timeout <= 0, or both ``timeout_seconds`` and ``reset_timeout``.
 
     Use ``breaker(agent)`` (also as a decorator) or ``breaker.wrap(agent)`` to get the protected agent.
     """
 
     def __init__(
         self,
-        name: str,
+        name: str = "circuit",
         *,
-        failure_threshold: int = 3,
-        reset_timeout: float = 30.0,
+        failure_threshold: int = 5,
+        timeout_seconds: float | None = None,
+        reset_timeout: float | None = None,
         flow: Flow | None = None,
         clock: VirtualClock | None = None,
         log: DecisionLog | None = None,
@@ -187,12 +200,21 @@ class CircuitBreaker:
             raise ValueError(
                 f"CircuitBreaker(failure_threshold=...) must be an int >= 1, got {failure_threshold!r}"
             )
+        if timeout_seconds is not None and reset_timeout is not None:
+            raise ValueError(
+                "CircuitBreaker: give timeout_seconds= or its older name reset_timeout=, not both"
+            )
+        reset_timeout = timeout_seconds if timeout_seconds is not None else reset_timeout
+        if reset_timeout is None:
+            reset_timeout = 60.0
         if (
             isinstance(reset_timeout, bool)
             or not isinstance(reset_timeout, (int, float))
             or reset_timeout <= 0
         ):
-            raise ValueError(f"CircuitBreaker(reset_timeout=...) must be seconds > 0, got {reset_timeout!r}")
+            raise ValueError(
+                f"CircuitBreaker(timeout_seconds=...) must be seconds > 0, got {reset_timeout!r}"
+            )
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = float(reset_timeout)
@@ -205,6 +227,11 @@ class CircuitBreaker:
         self._trial = False
 
     # -- state -----------------------------------------------------------------------------------------
+    @property
+    def timeout_seconds(self) -> float:
+        """Seconds the circuit stays open before a trial call (the article's name of ``reset_timeout``)."""
+        return self.reset_timeout
+
     @property
     def state(self) -> CircuitState:
         """The state now (reading it never records a transition)."""
@@ -272,8 +299,8 @@ class CircuitBreaker:
                 self._move(CircuitState.CLOSED)
 
     # -- calling ---------------------------------------------------------------------------------------
-    def call(self, fn: Callable[[Any], Any], input: Any) -> Any:
-        """Call ``fn(input)`` (sync) through the breaker.
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` (sync) through the breaker.
 
         Raises:
             CircuitOpenError: when open (``fn`` is not called).
@@ -281,23 +308,32 @@ class CircuitBreaker:
         """
         trial = self._before()
         try:
-            result = fn(input)
+            result = fn(*args, **kwargs)
         except BaseException as exc:
             self._after(trial, exc)
             raise
         self._after(trial, None)
         return result
 
-    async def acall(self, fn: Callable[[Any], Any], input: Any) -> Any:
-        """Call and await ``fn(input)`` through the breaker (``fn`` may be sync or async)."""
+    async def call_async(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call and await ``fn(*args, **kwargs)`` through the breaker (``fn`` may be sync or async).
+
+        Raises:
+            CircuitOpenError: when open (``fn`` is not called).
+            Exception: whatever ``fn`` raises (counted as a failure).
+        """
         trial = self._before()
         try:
-            result = await _await_if_needed(fn(input))
+            result = await _await_if_needed(fn(*args, **kwargs))
         except BaseException as exc:
             self._after(trial, exc)
             raise
         self._after(trial, None)
         return result
+
+    async def acall(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The same as :meth:`call_async` (its older name)."""
+        return await self.call_async(fn, *args, **kwargs)
 
     def wrap(self, agent: Any) -> Any:
         """The agent behind this breaker, of the same kind (sync, async, or with ``.run``/``.run_sync``)."""

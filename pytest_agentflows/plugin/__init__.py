@@ -340,6 +340,30 @@ def agent_supervisor(agentflow: Flow) -> Any:
     return functools.partial(Supervisor, flow=agentflow)
 
 
+@pytest.fixture
+def agent_orchestrator(agentflow: Flow) -> Any:
+    """Factory ``agent_orchestrator(planner, workers, synthesize=None)``: an ``Orchestrator`` in the flow."""
+    from ..patterns import Orchestrator
+
+    return functools.partial(Orchestrator, flow=agentflow)
+
+
+@pytest.fixture
+def agent_consensus(agentflow: Flow) -> Any:
+    """Factory ``agent_consensus(voters, required_agreement=0.5)``: a ``Consensus`` in the test's flow."""
+    from ..patterns import Consensus
+
+    return functools.partial(Consensus, flow=agentflow)
+
+
+@pytest.fixture
+def agent_event_bus(agentflow: Flow) -> Any:
+    """Factory ``agent_event_bus(max_events=1000)``: an ``EventBus`` recording into the test's flow."""
+    from ..patterns import EventBus
+
+    return functools.partial(EventBus, flow=agentflow)
+
+
 def _verdicts(item: pytest.Item, flow: Flow) -> None:
     marker = item.get_closest_marker("agent_budget")
     if marker is not None:

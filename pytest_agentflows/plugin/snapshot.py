@@ -46,7 +46,9 @@ def _plain(value: Any) -> Any:
 
 def decision_dict(decision: Decision | Mapping[str, Any]) -> dict[str, Any]:
     """One decision as a plain dict with keys in snapshot order."""
-    data = decision.model_dump() if isinstance(decision, Decision) else dict(decision)
+    # ids and parents are structure, not content: a Decision's snapshot leaves them out (``seq`` orders the
+    # log), so snapshots stay as they were; snapshot ``log.as_dicts()`` to include them.
+    data = decision.model_dump(exclude={"id", "parent"}) if isinstance(decision, Decision) else dict(decision)
     out = {k: _plain(data.get(k)) for k in _FIRST}
     for key in sorted(k for k in data if k not in _FIRST):
         out[key] = _plain(data[key])

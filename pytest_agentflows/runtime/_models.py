@@ -74,6 +74,10 @@ class ModelCall(BaseModel):
     """``True`` when served from a cassette, ``False`` when recorded from the network in this run."""
     started_at: float = 0.0
     """Virtual time (seconds since the flow started) at which the call began."""
+    id: str | None = None
+    """Deterministic id (``"router#1/billing#1/call#1"``): the enclosing scope, ``call`` and a counter."""
+    parent: str | None = None
+    """Id of the enclosing agent run, span, task or event handler (``None`` at the top of the flow)."""
 
 
 class Decision(BaseModel):
@@ -93,6 +97,12 @@ class Decision(BaseModel):
     """Decision kind: ``route``, ``stage_complete``, ``agent_failed``, ``model_call``, …"""
     agent: str | None = None
     """Agent the decision is about, if any."""
+    id: str | None = None
+    """Deterministic id: the enclosing scope, the kind and a counter (``"orchestrator#1/task_complete#2"``).
+
+    Decision snapshots leave it out (``seq`` orders them); ``DecisionLog.as_dicts()`` and JSONL keep it."""
+    parent: str | None = None
+    """Id of the enclosing agent run, span, orchestrator task or event handler, or ``None``."""
 
     def fields(self) -> dict[str, Any]:
         """The extra fields, in the order they were recorded."""

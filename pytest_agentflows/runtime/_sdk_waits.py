@@ -71,7 +71,7 @@ class _VirtualTime:
             return
         seconds = max(0.0, float(seconds))
         flow.clock.advance(seconds)
-        if flow.recording and not offline_reply.get():
+        if (flow.recording or getattr(flow, "real_time", False)) and not offline_reply.get():
             _time_module.sleep(seconds)  # a real server asked us to wait: respect it while recording
 
 

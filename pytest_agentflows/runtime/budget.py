@@ -17,6 +17,7 @@ Everything is thread-safe and asyncio-safe: one :class:`threading.Lock` per pool
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 from types import TracebackType
@@ -82,6 +83,9 @@ def _per_agent_lines(per_agent: dict[str, Usage]) -> str:
 class BudgetExceeded(Exception):
     """A USD or token cap was exceeded, or a stage's reservation did not fit in what was left.
 
+    Also raised *before a model request is sent* when a cap that applies to it is already spent (spend
+    >= cap: the flow's, an enclosing reservation's or its pool's); then ``refused`` is ``True``.
+
     Attributes:
         kind: ``"usd"`` or ``"tokens"``: which cap.
         limit: The cap, in USD or tokens.
@@ -93,6 +97,7 @@ class BudgetExceeded(Exception):
         per_agent: Spend per agent of the whole pool (agent name -> :class:`Usage`), sorted by name.
         before_start: ``True`` when a reservation was refused, so the stage made no call.
         cap_of: ``None`` for the flow's budget, else the name of the stage whose own cap this is.
+        refused: ``True`` when a model request was refused before it was sent (cap already spent).
     """
 
     def __init__(
@@ -107,8 +112,10 @@ class BudgetExceeded(Exception):
         reserved: float = 0.0,
         before_start: bool = False,
         cap_of: str | None = None,
+        refused: bool = False,
     ) -> None:
         self.kind: BudgetKind = kind
+        self.refused = refused
         self.limit = limit
         self.spent = spent
         self.requested = requested
@@ -121,7 +128,12 @@ class BudgetExceeded(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         args = (self.kind, self.limit, self.spent, self.requested, self.agent, self.per_agent)
-        kwargs = {"reserved": self.reserved, "before_start": self.before_start, "cap_of": self.cap_of}
+        kwargs = {
+            "reserved": self.reserved,
+            "before_start": self.before_start,
+            "cap_of": self.cap_of,
+            "refused": self.refused,
+        }
         return (_rebuild_budget_exceeded, (args, kwargs))
 
     def _message(self) -> str:
@@ -134,7 +146,12 @@ class BudgetExceeded(Exception):
         else:
             limit = _usd(self.limit) if kind == "usd" else f"{int(self.limit):,}"
             cap = f"the {field}={limit} of stage {self.cap_of!r}"
-        if self.before_start:
+        if self.refused:
+            what = (
+                f"{unit} budget exceeded: a model request by {who} was refused before it was sent: "
+                f"{_amount(kind, self.spent)} already spent of {cap}, nothing is left for another call."
+            )
+        elif self.before_start:
             left = max(self.limit - self.spent - self.reserved, 0.0)
             wants = (
                 f"it reserves up to {_amount(kind, self.requested)}"
@@ -157,7 +174,7 @@ class BudgetExceeded(Exception):
                 f"Fix: raise the cap in @pytest.mark.agent_budget({kind}=...) (or BudgetPool({kind}=...)), "
                 f"or lower the stage's {field}."
             )
-        elif self.before_start:
+        elif self.before_start or self.refused:
             fix = (
                 f"Fix: raise the {field} of stage {self.cap_of!r}, "
                 f"or lower the {field} of the stages inside it."
@@ -726,3 +743,84 @@ class Reservation(_Account):
             f"Reservation(agent={self.agent!r}, max_usd={self.cap_usd!r}, max_tokens={self.cap_tokens!r}, "
             f"state={self._state!r})"
         )
+
+
+# -- binding to the running code: enclosing pools, refusing requests -----------------------------------
+def _context_reservations() -> list[Reservation]:
+    """The active reservations of the calling context, innermost first (of any pool)."""
+    out: list[Reservation] = []
+    res = current_reservation.get()
+    while res is not None:
+        if res.active:
+            out.append(res)
+        res = res._outer
+    return out
+
+
+def charge_enclosing(usage: Usage, agent: str | None, *, model: str | None, exclude: BudgetPool) -> None:
+    """Charge a call to every other pool with an active reservation in the calling context.
+
+    The articles' code makes its own :class:`BudgetPool` and calls models inside ``pool.acquire(...)``
+    blocks; the flow charges its own pool and, through this, the app's pools and their reservations.
+    An unknown price under a USD cap is left to the verdicts (as for the flow's pool).
+
+    Args:
+        usage: Tokens and price of the call.
+        agent: Agent that made the call.
+        model: Model name (for :class:`PriceUnknownError`).
+        exclude: The pool already charged (the flow's).
+    """
+    seen: set[int] = {id(exclude)}
+    for res in _context_reservations():
+        pool = res.pool
+        if id(pool) in seen:
+            continue
+        seen.add(id(pool))
+        with contextlib.suppress(PriceUnknownError):
+            pool._charge(usage, agent, model, _active_reservation(pool))
+
+
+def _spent_out(account: _Account) -> BudgetKind | None:
+    for kind in _KINDS:
+        cap = account._cap(kind)
+        if cap is not None and account._spent(kind) >= cap - _EPS:
+            return kind
+    return None
+
+
+def refusal(flow_pool: BudgetPool | None) -> BudgetExceeded | None:
+    """The error for a model request that must not be sent, or ``None`` when it may go.
+
+    A request is refused when a cap that applies to it is already spent (spend >= cap): the flow's pool,
+    any reservation active in the calling context, or that reservation's pool. The call that crossed a
+    cap was charged; the next one is refused before anything is sent.
+
+    Args:
+        flow_pool: The active flow's pool, or ``None``.
+    """
+    agent = current_agent.get()
+    accounts: list[tuple[_Account, BudgetPool]] = []
+    for res in _context_reservations():
+        accounts.append((res, res.pool))
+        accounts.append((res.pool, res.pool))
+    if flow_pool is not None:
+        accounts.append((flow_pool, flow_pool))
+    for account, pool in accounts:
+        with pool._lock:
+            kind = _spent_out(account)
+            if kind is None:
+                continue
+            cap = account._cap(kind)
+            assert cap is not None
+            cap_of = (account.agent or "(unnamed stage)") if isinstance(account, Reservation) else None
+            return BudgetExceeded(
+                kind,
+                cap,
+                account._spent(kind),
+                0,
+                agent,
+                dict(sorted(pool._per_agent.items())),
+                cap_of=cap_of,
+                refused=True,
+            )
+    return None

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["VirtualClock"]
+__all__ = ["RealClock", "VirtualClock"]
 
 _ROUND = 9  # decimal places kept, to cut off float noise (nanoseconds)
 
@@ -40,7 +40,11 @@ class VirtualClock:
     The clock is safe to use from threads and asyncio tasks. Reading it never touches the wall clock.
     """
 
+    virtual = True
+    """``True``: time moves only by charged latency (``False`` for :class:`RealClock`)."""
+
     def __init__(self, start: float = 0.0) -> None:
+        self._real_time: Any = None  # a flow's probe: while it says True, no loop is made virtual
         self._lock = threading.RLock()
         self._cursor: contextvars.ContextVar[float | None] = contextvars.ContextVar(
             f"agentflows_clock_{id(self)}", default=None
@@ -137,6 +141,8 @@ class VirtualClock:
             ``True`` if the loop is attached (now or before), ``False`` if there is no loop or it cannot be
             patched (e.g. uvloop); the clock then keeps working on cursors alone.
         """
+        if self._real_time is not None and self._real_time():
+            return False  # a flow with nothing to replay: real network waits must stay real
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -302,6 +308,9 @@ class VirtualClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
+        if self._real_time is not None and self._real_time():
+            await asyncio.sleep(seconds)  # real time: what the caller waits for is real
+            return
         if self._running_attached_loop() is not None or self.attach_loop():
             start = self.now()
             try:
@@ -370,3 +379,65 @@ def _pop_executor_clock(clock: VirtualClock) -> None:
             for cls, original in _patched_classes.items():
                 cls.run_in_executor = original  # type: ignore[attr-defined]
             _patched_classes.clear()
+
+
+class RealClock(VirtualClock):
+    """Real (monotonic) time in seconds since the clock was made: what runs outside a flow.
+
+    A :class:`VirtualClock` whose reading is ``time.monotonic()`` and which cannot be moved: ``advance``,
+    ``set_time`` and ``join`` only read it, branches share it, ``sleep`` really sleeps and no event loop
+    is made virtual. Patterns built outside any flow run on one, so a real network wait is a real wait
+    (no timeout fires early), and a :class:`Deadline` made outside any flow measures on one, so the
+    articles' ``Deadline(seconds=120).expired()`` means what it says in production.
+    """
+
+    virtual = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        import time
+
+        self._monotonic = time.monotonic
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        """Real seconds since the clock was made (``time.monotonic``)."""
+        return round(self._monotonic() - self._origin, _ROUND)
+
+    @property
+    def elapsed(self) -> float:
+        """The same as :meth:`now`: real time has a single line."""
+        return self.now()
+
+    def advance(self, seconds: float) -> float:
+        """Real time cannot be moved: returns :meth:`now`."""
+        if seconds < 0:
+            raise ValueError(f"RealClock.advance() needs seconds >= 0, got {seconds!r}")
+        return self.now()
+
+    def set_time(self, at: float) -> float:
+        """Real time cannot be moved: returns :meth:`now`."""
+        return self.now()
+
+    def branch_context(self, at: float | None = None) -> contextvars.Context:
+        """A copy of the current context (branches share real time)."""
+        return contextvars.copy_context()
+
+    @contextmanager
+    def fork(self) -> Iterator[float]:
+        """Yields :meth:`now`; nothing to restore."""
+        yield self.now()
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> bool:
+        """Never: the event loop keeps real time."""
+        return False
+
+    def detach_loop(self) -> None:
+        """Nothing attached."""
+
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep(seconds)``: real time passes."""
+        await asyncio.sleep(max(float(seconds), 0.0))
+
+    def __repr__(self) -> str:
+        return f"RealClock(now={self.now():.3f}s)"

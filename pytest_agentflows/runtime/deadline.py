@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ._context import current_agent
-from .clock import VirtualClock
+from .clock import RealClock, VirtualClock
 
 __all__ = ["Deadline", "DeadlineExceeded"]
 
@@ -53,8 +53,10 @@ class Deadline:
 
     Args:
         seconds: Time allowed, in virtual seconds (> 0).
-        clock: Clock to measure on (default: a new :class:`VirtualClock` starting at 0).
-        start: Virtual time the deadline counts from, in seconds (default: ``clock.now()``).
+        clock: Clock to measure on. Default: the active flow's clock (virtual seconds) inside a flow
+            (``with flow.activate():``, the ``agentflow`` fixture); outside any flow a :class:`RealClock`
+            (real monotonic seconds), so the articles' ``Deadline(seconds=120)`` works in production too.
+        start: Time the deadline counts from, in seconds of ``clock`` (default: ``clock.now()``).
 
     Raises:
         ValueError: if ``seconds`` is not a finite number > 0, or ``start`` is not finite.
@@ -63,7 +65,9 @@ class Deadline:
     broadcast sees its own progress. Being exactly at ``expires_at`` is still in time.
     """
 
-    def __init__(self, seconds: float, clock: VirtualClock | None = None, start: float | None = None) -> None:
+    def __init__(
+        self, seconds: float, clock: VirtualClock | RealClock | None = None, start: float | None = None
+    ) -> None:
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, (int, float))
@@ -71,7 +75,12 @@ class Deadline:
             or seconds <= 0
         ):
             raise ValueError(f"Deadline(seconds=...) must be a finite number of seconds > 0, got {seconds!r}")
-        self.clock: VirtualClock = clock if clock is not None else VirtualClock()
+        if clock is None:
+            from ._binding import bound_flow
+
+            flow = bound_flow()
+            clock = flow.clock if flow is not None else RealClock()
+        self.clock: VirtualClock = clock
         if start is None:
             start = self.clock.now()
         elif isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):

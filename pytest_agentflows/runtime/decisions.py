@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ._context import current_agent
+from ._context import IdSource, current_agent, current_scope
 from ._models import Decision
 from .clock import VirtualClock
 
@@ -36,7 +36,7 @@ __all__ = ["DecisionLog"]
 FLOAT_DIGITS = 6
 """Decimal places kept for ``at`` and for floats in :meth:`DecisionLog.as_dicts` and the JSONL file."""
 
-_RESERVED = ("seq", "at", "kind")
+_RESERVED = ("seq", "at", "kind", "id", "parent")
 
 _held: contextvars.ContextVar[dict[int, list[Decision]] | None] = contextvars.ContextVar(
     "agentflows_held_decisions", default=None
@@ -89,7 +89,14 @@ def _rounded(value: Any) -> Any:
 
 
 def _as_dict(decision: Decision) -> dict[str, Any]:
-    head = {"seq": decision.seq, "at": decision.at, "kind": decision.kind, "agent": decision.agent}
+    head = {
+        "seq": decision.seq,
+        "at": decision.at,
+        "kind": decision.kind,
+        "agent": decision.agent,
+        "id": decision.id,
+        "parent": decision.parent,
+    }
     return _rounded({**head, **decision.fields()})  # type: ignore[no-any-return]
 
 
@@ -118,9 +125,16 @@ class DecisionLog:
         self._scrub = scrub
         self._lock = threading.Lock()
         self._decisions: list[Decision] = []
+        self._ids = IdSource()  # outside a flow; inside one the flow's ids are used
+        self._forward = True  # an app-made log also records into the active flow's; a flow's own never does
 
     def record(self, decision: str, **fields: Any) -> Decision:
         """Append a decision and return it.
+
+        Both the article's keyword form ``log.record(decision="route", input=..., output=..., reason=...)``
+        and ``log.record("route", chosen=...)`` work. Inside an active flow (the ``agentflow`` fixture), a
+        log the app made also records the decision into the flow's log (``agentflow.decisions``), with the
+        flow's virtual time as ``at``.
 
         Args:
             decision: The decision kind (``"route"``, ``"stage_complete"``, …); stored as ``kind``.
@@ -128,11 +142,12 @@ class DecisionLog:
                 (default: the current agent context). Values are converted to plain JSON data.
 
         Returns:
-            The recorded decision, with ``seq`` (from 0) and ``at`` (virtual seconds, 6 decimals).
+            The recorded decision, with ``seq`` (from 0), ``at`` (virtual seconds, 6 decimals), a
+            deterministic ``id`` and its ``parent`` (the enclosing agent run, span, task or handler).
 
         Raises:
             TypeError: if ``decision`` is not a non-empty string.
-            ValueError: if a field is named ``seq``, ``at`` or ``kind``.
+            ValueError: if a field is named ``seq``, ``at``, ``kind``, ``id`` or ``parent`` (set by the log).
             OSError: if the JSONL file cannot be written.
         """
         if not isinstance(decision, str) or not decision:
@@ -143,23 +158,56 @@ class DecisionLog:
         if clash:
             raise ValueError(
                 f"DecisionLog.record({decision!r}, ...): field name(s) {', '.join(clash)} are reserved "
-                "(seq, at and kind are set by the log); rename them"
+                "(seq, at, kind, id and parent are set by the log: seq and at for order and virtual time, "
+                "id and parent for the audit trail's structure); rename them, e.g. "
+                f"{clash[0]}_={fields[clash[0]]!r}"
             )
+        return self._record(decision, fields)
+
+    def _record(self, kind: str, fields: dict[str, Any], *, id: str | None = None) -> Decision:
+        """:meth:`record` without the checks; ``id`` overrides the generated one (a model call's)."""
         agent = fields.pop("agent", current_agent.get())
         if agent is not None and not isinstance(agent, str):
             agent = str(agent)
+        from ._binding import bound_flow
+
+        flow = bound_flow()
+        if flow is not None and flow.log is not self and self._forward:
+            # the app's own log: the flow's log gets the decision too (its time, id and parent)
+            shared = flow.log._record(kind, {**fields, "agent": agent}, id=id)
+            at = shared.at if self.clock is None else round(self.clock.now(), FLOAT_DIGITS) + 0.0
+            return self._append(kind, agent, fields, shared.id, shared.parent, at=at)
+        parent = current_scope.get()
+        if id is None:
+            id = (flow.ids if flow is not None else self._ids).next_id(kind, parent)
+        return self._append(kind, agent, fields, id, parent)
+
+    def _append(
+        self,
+        kind: str,
+        agent: str | None,
+        fields: dict[str, Any],
+        id: str | None,
+        parent: str | None,
+        *,
+        at: float | None = None,
+    ) -> Decision:
         extra = {name: to_plain(value) for name, value in fields.items()}
         if self._scrub is not None:
             extra = {name: self._scrub(value) for name, value in extra.items()}
         held = self._held_list()
         if held is not None:
-            at = round(self.clock.now(), FLOAT_DIGITS) + 0.0 if self.clock is not None else 0.0
-            entry = Decision(seq=-1, at=at, kind=decision, agent=agent, **extra)
+            if at is None:
+                at = round(self.clock.now(), FLOAT_DIGITS) + 0.0 if self.clock is not None else 0.0
+            entry = Decision(seq=-1, at=at, kind=kind, agent=agent, id=id, parent=parent, **extra)
             held.append(entry)
             return entry
         with self._lock:
-            at = round(self.clock.now(), FLOAT_DIGITS) + 0.0 if self.clock is not None else 0.0
-            entry = Decision(seq=len(self._decisions), at=at, kind=decision, agent=agent, **extra)
+            if at is None:
+                at = round(self.clock.now(), FLOAT_DIGITS) + 0.0 if self.clock is not None else 0.0
+            entry = Decision(
+                seq=len(self._decisions), at=at, kind=kind, agent=agent, id=id, parent=parent, **extra
+            )
             if self.path is not None:
                 self._write(entry)
             self._decisions.append(entry)
@@ -250,7 +298,7 @@ class DecisionLog:
         return [d.kind for d in self.decisions]
 
     def as_dicts(self) -> list[dict[str, Any]]:
-        """The decisions as plain dicts: ``seq, at, kind, agent``, then the extra fields in recorded order.
+        """The decisions as plain dicts: ``seq, at, kind, agent, id, parent``, then the extra fields in order.
 
         Floats are rounded to 6 decimal places, so the result snapshots deterministically.
         """

@@ -54,6 +54,9 @@ class FlowHost(Protocol):
     def on_exchange(self, exchange: Exchange) -> None:
         """Account one answered request: clock, ledger, budget, decision log."""
 
+    def check_request(self) -> None:
+        """Raise ``BudgetExceeded`` before a model request is sent when a budget cap is already spent."""
+
     def transport_hooks(self) -> FlowTransport:
         """The flow's transport hooks, installed on first use (the flow must be active)."""
 

@@ -261,6 +261,7 @@ class FlowTransport:
 
     def _handle_sync(self, out: Outgoing, send: Callable[[], Any]) -> Any:
         flow = self.flow
+        flow.check_request()  # a spent budget refuses the request before anything is sent
         patch_loaded_sdks()
         injection = flow.faults._inject(out)
         if injection is not None:
@@ -311,6 +312,7 @@ class FlowTransport:
 
     async def _handle_async(self, out: Outgoing, send: Callable[[], Any]) -> Any:
         flow = self.flow
+        flow.check_request()  # a spent budget refuses the request before anything is sent
         clock = flow.clock
         clock.attach_loop()
         patch_loaded_sdks()
