@@ -210,6 +210,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return bool(self._queues.get(self._key(request)))
 
     def can_play_response_for(self, request: Any) -> bool:
+        __tracebackhide__ = True  # pytest prints no frame of ours holding the raw request (its URL)
         if self.mode is not RecordMode.ALL and self._queues.get(self._key(request)):
             return True
         if self.mode is RecordMode.NONE:
@@ -218,10 +219,11 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return False
 
     def _miss(self, request: Any) -> UnrecordedRequestError:
+        __tracebackhide__ = True
         if self.redactor.learn(request):  # the diff below prints the body: mask this request's secrets
             self._key_memo.clear()
         key = self._key(request)
-        recorded = [self._key(r, redacted=True) for r, _ in self.data[: self._loaded_count]]
+        recorded = list(self._queues)  # the keys of the loaded interactions, computed once at load
         if not os.path.exists(self._path):
             reason = "the cassette file does not exist"
         elif not recorded:
@@ -242,6 +244,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return error
 
     def play_response(self, request: Any) -> dict[str, Any]:
+        __tracebackhide__ = True
         queue = self._queues.get(self._key(request))
         if not queue:
             raise self._miss(request)
@@ -591,6 +594,7 @@ class Recorder:
         recorder = self
 
         def handle_request(transport: Any, request: Any) -> Any:
+            __tracebackhide__ = True
             cassette = recorder.cassette
             assert cassette is not None
             body = b"".join(request.stream)
@@ -608,6 +612,7 @@ class Recorder:
         recorder = self
 
         async def handle_async_request(transport: Any, request: Any) -> Any:
+            __tracebackhide__ = True
             cassette = recorder.cassette
             assert cassette is not None
             body = b"".join([part async for part in request.stream])
