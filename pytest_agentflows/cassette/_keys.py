@@ -11,9 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import os
 import re
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -102,9 +100,10 @@ def request_key(
     return (method.upper(), canonical_url(uri, secret_query), canonical_body(body, ignore_body_keys))
 
 
-MAX_DIFF_CANDIDATES = 64
-"""At most this many recorded requests (the closest in size) are scored against a miss."""
-MAX_SCORED_CHARS = 65_536
+MAX_DIFF_CANDIDATES = 16
+"""At most this many recorded requests (those sharing the longest start and end with the sent body) are
+scored against a miss."""
+MAX_SCORED_CHARS = 32_768
 """Characters of each body a similarity score reads (the rest counts through the length only)."""
 MAX_DIFF_LINES_IN = 400
 """Lines of each side the unified diff compares (a longer body is cut, with a note)."""
@@ -113,16 +112,32 @@ MAX_LINE_CHARS = 240
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-def _tokens(text: str) -> Counter[str]:
-    return Counter(_TOKEN.findall(text[:MAX_SCORED_CHARS]))
+def _tokens(text: str) -> frozenset[str]:
+    return frozenset(_TOKEN.findall(text[:MAX_SCORED_CHARS]))
 
 
-def similarity(a: Counter[str], b: Counter[str]) -> float:
-    """Dice coefficient of two token multisets, 0.0 to 1.0: linear in their sizes (no alignment)."""
-    total = a.total() + b.total()
-    if not total:
-        return 1.0
-    return 2 * sum((a & b).values()) / total
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard index of two token sets, 0.0 to 1.0: linear in their sizes (no alignment)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 1.0
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of ``a`` and ``b``, by bisection on slice equality (C comparisons)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def shared_ends(a: str, b: str) -> int:
+    """Characters ``a`` and ``b`` share at their start plus at their end (a cheap closeness)."""
+    head = _common_prefix(a, b)
+    return head + _common_prefix(a[head:][::-1], b[head:][::-1])
 
 
 def _pretty(canonical: str) -> list[str]:
@@ -157,7 +172,7 @@ def _clip_lines(diff: list[str]) -> list[str]:
             (d for d in diff[i + 1 : i + 3] + diff[max(0, i - 2) : i] if d[:1] in "-+" and d[:1] != line[:1]),
             "",
         )
-        common = len(os.path.commonprefix([line[1:], other[1:]])) + 1 if other else 0
+        common = _common_prefix(line[1:], other[1:]) + 1 if other else 0
         out.append(_clip(line, common))
     return out
 
@@ -177,13 +192,13 @@ def nearest_diff(key: RequestKey, recorded: Iterable[RequestKey], *, max_lines: 
         return ""
     same_url = [c for c in candidates if c[0] == key[0] and c[1] == key[1]]
     pool = same_url or candidates
-    if len(pool) > MAX_DIFF_CANDIDATES:
-        pool = sorted(pool, key=lambda c: abs(len(c[2]) - len(key[2])))[:MAX_DIFF_CANDIDATES]
+    if len(pool) > MAX_DIFF_CANDIDATES:  # pre-selection: the longest shared start and end (C-speed)
+        pool = sorted(pool, key=lambda c: -shared_ends(c[2], key[2]))[:MAX_DIFF_CANDIDATES]
     if len(pool) == 1:
         best = pool[0]
     else:
         sent = _tokens(key[2])
-        best = max(pool, key=lambda c: (similarity(_tokens(c[2]), sent), -abs(len(c[2]) - len(key[2]))))
+        best = max(pool, key=lambda c: (similarity(_tokens(c[2]), sent), shared_ends(c[2], key[2])))
     old, new = _pretty(best[2]), _pretty(key[2])
     header = [] if best[1] == key[1] else [f"(nearest recorded request: {best[0]} {best[1]})"]
     diff = list(difflib.unified_diff(old, new, "recorded", "sent", n=2, lineterm=""))
