@@ -59,6 +59,15 @@ MIN_SECRET_LEN = 8
 _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 
 
+_URL_CREDENTIALS = re.compile(r"(://)[^/\s@'\"<>]+@")
+
+
+@functools.lru_cache(maxsize=16)
+def _secret_query_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"([?&;](?:{alternatives})=)(?!<REDACTED)[^&#\s'\"<>)]+", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=2048)
 def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
     low = name.lower()
@@ -356,6 +365,20 @@ class Redactor:
                         self.report.echoed_values += count
                     data = data.replace(needle, replacement.encode("ascii"))
         return data
+
+    def scrub_report_text(self, text: str) -> str:
+        """Text pytest prints or reports (a traceback, its frames' arguments): :meth:`scrub_text`, and also
+        every ``user:password@`` of a URL and every secret query parameter's value, whatever their length.
+        """
+        text = self.scrub_text(text)
+        if "@" in text:
+            text = _URL_CREDENTIALS.sub(r"\1<REDACTED>@", text)
+        if "=" in text:
+            text = self._query_pattern().sub(r"\1<REDACTED>", text)
+        return text
+
+    def _query_pattern(self) -> re.Pattern[str]:
+        return _secret_query_pattern(self.query_keys)
 
     def scrub_url(self, uri: str) -> str:
         """``uri`` without credentials (``user:pass@``) and secret query parameters; secret values replaced.
