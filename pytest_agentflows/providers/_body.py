@@ -81,7 +81,7 @@ def decompress_bounded(data: bytes, wbits: int, limit: int, what: str = "the bod
             raise EOFError("compressed data ended before the end-of-stream marker")
         data = engine.unused_data
         if not gzip_members or not data.lstrip(b"\x00"):
-            return bytes(out)
+            return chunk if len(chunk) == len(out) else bytes(out)  # one member: no second copy
         if not data.startswith(_GZIP_MAGIC):
             raise zlib.error("trailing data after the last gzip member")
 
