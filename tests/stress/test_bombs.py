@@ -124,14 +124,14 @@ def _run(tmp_path: Path, figures: Callable[..., None], sizes: dict[str, int]) ->
         before = _peak_rss_mib()
         seconds = _refused_everywhere(path, marker, redact_decodes=name != "deflate_body")
         expands = f"10**{sizes['laugh_levels']} strings" if name == "billion_laughs" else f"{sizes[name]} MiB"
-        figures(
-            bomb=name,
-            file_bytes=path.stat().st_size,
-            expands_to=expands,
-            **{f"seconds_{k}": v for k, v in seconds.items()},
-            peak_rss_growth_mib=round(_peak_rss_mib() - before, 1),
-            refused_paths=len(seconds),
-        )
+        found = {
+            "file_bytes": path.stat().st_size,
+            "expands_to": expands,
+            **{f"s_{k}": v for k, v in seconds.items()},
+            "peak_rss_growth_mib": round(_peak_rss_mib() - before, 1),
+            "refused_paths": len(seconds),
+        }
+        figures(**{f"{name}.{k}": v for k, v in found.items()})
         path.unlink()
 
 
