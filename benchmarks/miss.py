@@ -27,7 +27,22 @@ import _common as c
 
 SHAPES = ((10, 20_000), (1, 50_000), (100, 20_000), (1_000, 2_000), (10, 1_000_000))
 REPS = 5
-WORDS = "agent plan route tool call budget deadline cassette replay token usage span verdict model".split()
+WORDS = [
+    "agent",
+    "plan",
+    "route",
+    "tool",
+    "call",
+    "budget",
+    "deadline",
+    "cassette",
+    "replay",
+    "token",
+    "usage",
+    "span",
+    "verdict",
+    "model",
+]
 
 
 def _text(rng: random.Random, size: int) -> str:
@@ -131,8 +146,16 @@ def main() -> None:
             path = _write(tmp / f"miss-{n}-{size}.yaml", n, size)
             body = _sent(n, size)
             miss = c.median([_time_miss(path, body) for _ in range(REPS)])
-            rows.append([f"{n:,} × {size / 1000:,.0f} KB", c.fmt_seconds(miss), c.fmt_seconds(_time_diff(n, size))])
-        rows.append(["reference, before issue 16: SequenceMatcher over 10 × 2 KB", "", c.fmt_seconds(_time_old(10, 2_000))])
+            rows.append(
+                [f"{n:,} × {size / 1000:,.0f} KB", c.fmt_seconds(miss), c.fmt_seconds(_time_diff(n, size))]
+            )
+        rows.append(
+            [
+                "reference, before issue 16: SequenceMatcher over 10 × 2 KB",
+                "",
+                c.fmt_seconds(_time_old(10, 2_000)),
+            ]
+        )
     print(c.table(["recorded request bodies", "one miss, SDK call to error", "nearest_diff alone"], rows))
     print()
     print(c.machine())

@@ -301,6 +301,7 @@ def _pairs(data: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
 def _scrub_gzip(redactor: Any, body: Any) -> Any:
     """A gzip-compressed body scrubbed inside (recompressed only when something was removed)."""
     from .providers._body import MAX_DECODED_BODY_BYTES, TooLarge, gunzip_bounded
+
     if not isinstance(body, bytes) or not body.startswith(_GZIP_MAGIC):
         return body
     try:

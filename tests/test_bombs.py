@@ -109,9 +109,7 @@ def test_bounded_gunzip_matches_gzip_for_ordinary_data() -> None:
         _body.gunzip_bounded(gzip.compress(data), 5999)
 
 
-def test_billion_laughs_is_refused_everywhere(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_billion_laughs_is_refused_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: 75 s, then a bare MemoryError (``inspect`` / ``redact`` exited 1 with a traceback)."""
     text = billion_laughs()
     assert len(text) < 1000
@@ -120,7 +118,10 @@ def test_billion_laughs_is_refused_everywhere(
     with pytest.raises(CassetteError) as err:
         load_cassette(path)
     assert err.value.path == str(path) and "billion laughs" in err.value.reason
-    with pytest.raises(CassetteError, match="billion laughs"), Flow(cassette=str(path), record="none").activate():
+    with (
+        pytest.raises(CassetteError, match="billion laughs"),
+        Flow(cassette=str(path), record="none").activate(),
+    ):
         pass
     capsys.readouterr()
     assert main(["inspect", str(path)]) == 2
@@ -137,7 +138,11 @@ def test_shared_anchors_of_an_ordinary_cassette_still_load(tmp_path: Path) -> No
     interactions = [
         {
             "request": {"method": "POST", "uri": URL, "body": "{}", "headers": headers},
-            "response": {"status": {"code": 200, "message": "OK"}, "headers": headers, "body": {"string": "{}"}},
+            "response": {
+                "status": {"code": 200, "message": "OK"},
+                "headers": headers,
+                "body": {"string": "{}"},
+            },
         }
     ] * 3
     path = tmp_path / "shared.yaml"

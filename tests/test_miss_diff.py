@@ -22,7 +22,20 @@ from pytest_agentflows.cassette._keys import (
 )
 
 URL = "https://api.openai.com/v1/chat/completions"
-WORDS = "agent plan route tool call budget deadline cassette replay token usage span".split()
+WORDS = [
+    "agent",
+    "plan",
+    "route",
+    "tool",
+    "call",
+    "budget",
+    "deadline",
+    "cassette",
+    "replay",
+    "token",
+    "usage",
+    "span",
+]
 
 
 def _body(seed: int, size: int) -> str:

@@ -81,7 +81,9 @@ def test_report_scrubber_scrubs_every_string() -> None:
         ReprFileLocation("x.py", 1, url),
         "long",
     )
-    chain = ExceptionChainRepr([(ReprTraceback([entry], None, "long"), ReprFileLocation("x.py", 1, url), None)])
+    chain = ExceptionChainRepr(
+        [(ReprTraceback([entry], None, "long"), ReprFileLocation("x.py", 1, url), None)]
+    )
 
     class Report:
         longrepr: object = chain

@@ -81,9 +81,8 @@ def _calls(base: str) -> tuple[str, str]:
 def test_multipart_uploads_record_then_replay(tmp_path: Path) -> None:
     """Before: the replay missed both requests (the random boundary was part of the matched body)."""
     cassette = tmp_path / "multipart.yaml"
-    with _server() as base:
-        with Flow(cassette=str(cassette), record="new", test_id="t").activate():
-            recorded = _calls(base)
+    with _server() as base, Flow(cassette=str(cassette), record="new", test_id="t").activate():
+        recorded = _calls(base)
     assert recorded == ("file-abc123", "hello from the recording")
     flow = Flow(cassette=str(cassette), record="none", test_id="t")
     with flow.activate():
@@ -92,7 +91,7 @@ def test_multipart_uploads_record_then_replay(tmp_path: Path) -> None:
 
 
 def test_multipart_boundary_normalised_in_the_key() -> None:
-    one = b"--abc123\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--abc123--\r\n"
+    one = b'--abc123\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--abc123--\r\n'
     two = one.replace(b"abc123", b"f00dfeed")
     assert canonical_body(one) == canonical_body(two)
     assert f"--{MULTIPART_BOUNDARY}--" in canonical_body(one)
@@ -104,9 +103,8 @@ def test_binary_multipart_part_is_scrubbed_in_the_cassette(
 ) -> None:
     """Before: a body that is not UTF-8 (a binary file part) was stored as it was, key included."""
     cassette = tmp_path / "multipart.yaml"
-    with _server() as base:
-        with Flow(cassette=str(cassette), record="new", test_id="t").activate():
-            _calls(base)
+    with _server() as base, Flow(cassette=str(cassette), record="new", test_id="t").activate():
+        _calls(base)
     raw = cassette.read_bytes()
     data = yaml.safe_load(raw)  # !!binary bodies are bytes again
     bodies = [i["request"]["body"] for i in data["interactions"]]
@@ -119,9 +117,8 @@ def test_binary_multipart_part_is_scrubbed_in_the_cassette(
 def test_multipart_miss_diff_never_prints_the_key(tmp_path: Path) -> None:
     """Before: the diff of a binary multipart miss printed the key (terminal and junit)."""
     cassette = tmp_path / "multipart.yaml"
-    with _server() as base:
-        with Flow(cassette=str(cassette), record="new", test_id="t").activate():
-            _calls(base)
+    with _server() as base, Flow(cassette=str(cassette), record="new", test_id="t").activate():
+        _calls(base)
     client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=KEY, max_retries=0)
     flow = Flow(cassette=str(cassette), record="none", test_id="t")
     try:

@@ -146,7 +146,10 @@ def _pretty(canonical: str) -> list[str]:
     except ValueError:
         lines = canonical.splitlines()
     if len(lines) > MAX_DIFF_LINES_IN:
-        lines = [*lines[:MAX_DIFF_LINES_IN], f"... ({len(lines) - MAX_DIFF_LINES_IN} more lines not compared)"]
+        lines = [
+            *lines[:MAX_DIFF_LINES_IN],
+            f"... ({len(lines) - MAX_DIFF_LINES_IN} more lines not compared)",
+        ]
     return lines
 
 

@@ -313,15 +313,24 @@ class _EdgeHandler(BaseHTTPRequestHandler):
             body = gzip.compress(json.dumps({"echo": self.headers.get("x-api-key")}).encode())
             self._send(200, body, [("Content-Encoding", "gzip")])
         elif path == "/latin1":  # a latin-1 text body echoing the bearer key
-            self._send(200, ("r\xe9ponse " + self._bearer()).encode("latin-1"), [("Content-Type", "text/plain")])
+            self._send(
+                200, ("r\xe9ponse " + self._bearer()).encode("latin-1"), [("Content-Type", "text/plain")]
+            )
         elif path == "/reason":
             self.send_response(403, f"Forbidden for {self.headers.get('x-api-key')}")
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
         elif path.endswith("/files"):
-            answer = {"id": "file-1", "object": "file", "bytes": 3, "created_at": 1, "filename": "data.bin",
-                      "purpose": "batch", "status": "processed"}
+            answer = {
+                "id": "file-1",
+                "object": "file",
+                "bytes": 3,
+                "created_at": 1,
+                "filename": "data.bin",
+                "purpose": "batch",
+                "status": "processed",
+            }
             self._send(200, json.dumps(answer).encode())
         elif path.endswith("/audio/transcriptions"):
             self._send(200, b'{"text": "transcribed"}')
@@ -451,7 +460,9 @@ def run_matrix(
             "--log-file=inner.log",
         )  # fmt: skip
     outputs["stdout:record"] = recorded.stdout.str() + recorded.stderr.str()
-    recorded.assert_outcomes(passed=len(PASSING) + len(MISSES), failed=1)  # the misses record; the user's fails
+    recorded.assert_outcomes(
+        passed=len(PASSING) + len(MISSES), failed=1
+    )  # the misses record; the user's fails
     go_offline()
     monkeypatch.setenv("AF_EDGE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AF_PHASE", "replay")
