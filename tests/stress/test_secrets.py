@@ -103,6 +103,9 @@ import anthropic, httpx, openai, pytest, requests
 C = json.loads(os.environ["AF_CANARIES"])
 OAI, ANT, EDGE = os.environ["AF_OPENAI_URL"], os.environ["AF_ANTHROPIC_URL"], os.environ["AF_EDGE_URL"]
 PHASE = os.environ["AF_PHASE"]
+# JSON cassettes cannot hold bodies that are not UTF-8 (vcrpy's JSON serializer): text forms there
+BINARY = os.environ["AF_BINARY"] == "1"
+BIN = b"RIFF\\xff\\xfe\\x00 " if BINARY else b"RIFF text "
 MSG = [{"role": "user", "content": "hello"}]
 RAW = {"model": "gpt-4o-mini", "messages": MSG}
 
@@ -213,15 +216,15 @@ def test_new_names(agentflow):
                "x-auth-token": C["x_auth_token"]}
     params = {"apikey": C["query_apikey"], "sig": C["query_sig"], "mode": "fast"}
     assert httpx.post(OAI + "/chat/completions", headers=headers, params=params, json=RAW).status_code == 200
-    key = C["latin1_body"]
-    answer = httpx.post(EDGE + "/latin1", content=("caf\\xe9 " + key).encode("latin-1"),
-                        headers={"Authorization": "Bearer " + key, "Content-Type": "text/plain; charset=latin-1"})
+    key, charset = C["latin1_body"], "latin-1" if BINARY else "utf-8"
+    answer = httpx.post(EDGE + "/latin1", content=("caf\\xe9 " + key).encode(charset),
+                        headers={"Authorization": "Bearer " + key, "Content-Type": "text/plain; charset=" + charset})
     assert answer.status_code == 200
     assert httpx.get(EDGE + "/reason", headers={"x-api-key": C["reason_phrase"]}).status_code == 403
     key = C["binary_multipart"]
     client = oai(key, base=EDGE + "/mp/v1")
-    assert client.files.create(file=("data.bin", b"\\xff\\xfe\\x00" + key.encode()), purpose="batch").id
-    assert client.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"RIFF\\xff" + key.encode())).text
+    assert client.files.create(file=("data.bin", BIN + key.encode()), purpose="batch").id
+    assert client.audio.transcriptions.create(model="whisper-1", file=("a.wav", BIN + key.encode())).text
 
 
 def test_miss_in_url(agentflow):
@@ -235,7 +238,7 @@ def test_multipart_miss(agentflow):
     key = C["multipart_miss"]
     word = b"first" if PHASE == "record" else b"second"
     oai(key, base=EDGE + "/mp/v1").audio.transcriptions.create(
-        model="whisper-1", file=("a.wav", b"RIFF\\xff " + word + b" " + key.encode()))
+        model="whisper-1", file=("a.wav", BIN + word + b" " + key.encode()))
 
 
 def test_user_failure(agentflow):
@@ -312,10 +315,9 @@ class _EdgeHandler(BaseHTTPRequestHandler):
         elif path == "/gzip":
             body = gzip.compress(json.dumps({"echo": self.headers.get("x-api-key")}).encode())
             self._send(200, body, [("Content-Encoding", "gzip")])
-        elif path == "/latin1":  # a latin-1 text body echoing the bearer key
-            self._send(
-                200, ("r\xe9ponse " + self._bearer()).encode("latin-1"), [("Content-Type", "text/plain")]
-            )
+        elif path == "/latin1":  # a text body echoing the bearer key, in the request's charset
+            charset = (self.headers.get("Content-Type") or "").rpartition("charset=")[2] or "utf-8"
+            self._send(200, ("r\xe9ponse " + self._bearer()).encode(charset), [("Content-Type", "text/plain")])
         elif path == "/reason":
             self.send_response(403, f"Forbidden for {self.headers.get('x-api-key')}")
             self.send_header("Content-Length", "2")
@@ -445,6 +447,7 @@ def run_matrix(
     pytester.makeini(INI + f"agentflows_cassette_format = {cassette_format}\n")
     pytester.makepyfile(test_inner=INNER)
     monkeypatch.setenv("AF_CANARIES", json.dumps(canaries))
+    monkeypatch.setenv("AF_BINARY", "1" if cassette_format == "yaml" else "0")
     monkeypatch.setenv("FOO_API_KEY", canaries["env_api_key"])
     monkeypatch.setenv("FOO_TOKEN", canaries["env_token"])
     monkeypatch.delenv("LATE_API_KEY", raising=False)
