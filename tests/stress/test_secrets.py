@@ -317,7 +317,9 @@ class _EdgeHandler(BaseHTTPRequestHandler):
             self._send(200, body, [("Content-Encoding", "gzip")])
         elif path == "/latin1":  # a text body echoing the bearer key, in the request's charset
             charset = (self.headers.get("Content-Type") or "").rpartition("charset=")[2] or "utf-8"
-            self._send(200, ("r\xe9ponse " + self._bearer()).encode(charset), [("Content-Type", "text/plain")])
+            self._send(
+                200, ("r\xe9ponse " + self._bearer()).encode(charset), [("Content-Type", "text/plain")]
+            )
         elif path == "/reason":
             self.send_response(403, f"Forbidden for {self.headers.get('x-api-key')}")
             self.send_header("Content-Length", "2")
