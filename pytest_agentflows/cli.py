@@ -15,7 +15,9 @@
     command prints what it removed, as counts by kind, never the values. ``--check`` only reports.
 
 Exit status: 0 on success; 1 when ``--check`` finds something to remove; 2 when a file cannot be read or
-written (the message names the file and the reason) or the command line is wrong.
+written (the message names the file and the reason: also a compression bomb, a ``.gz`` file or a body that
+decompresses past its limit, or a YAML document whose aliases expand past theirs) or the command line is
+wrong.
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ def _request_label(method: str, uri: str, status: int) -> str:
     return f"{method} {host}{parts.path or '/'} {status}"  # no query: it may hold a key
 
 
+def _exhausted(exc: BaseException) -> str:
+    what = "memory" if isinstance(exc, MemoryError) else "the stack (nested too deeply)"
+    return f"reading the file exhausted {what}; the file was left untouched"
+
+
 def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
     from .cassette._load import load_cassette
     from .errors import CassetteError
@@ -171,6 +178,10 @@ def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
             cassette = load_cassette(path)
         except CassetteError as exc:
             print(f"{PROG} inspect: error: {exc}", file=err)
+            status = EXIT_ERROR
+            continue
+        except (MemoryError, RecursionError) as exc:  # a safety net: the loader's limits should come first
+            print(f"{PROG} inspect: error: {path}: {_exhausted(exc)}", file=err)
             status = EXIT_ERROR
             continue
         rows = []
@@ -232,7 +243,8 @@ def _cassette_files(paths: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
 
 def _decode(path: Path) -> tuple[Any, bool, bool]:
     """``(data, is_json, gzipped)`` of a cassette file."""
-    from .cassette._store import deserialize
+    from .cassette._store import MAX_DECOMPRESSED_CASSETTE_BYTES, deserialize
+    from .providers._body import TooLarge, gunzip_bounded
 
     try:
         raw = path.read_bytes()
@@ -241,7 +253,9 @@ def _decode(path: Path) -> tuple[Any, bool, bool]:
     gzipped = raw.startswith(_GZIP_MAGIC)
     if gzipped:
         try:
-            raw = gzip.decompress(raw)
+            raw = gunzip_bounded(raw, MAX_DECOMPRESSED_CASSETTE_BYTES, "the file")
+        except TooLarge as exc:
+            raise _Failure(str(exc)) from None
         except (OSError, EOFError, zlib.error) as exc:
             raise _Failure(f"the gzip file is truncated or corrupt ({exc})") from None
     try:
@@ -286,10 +300,14 @@ def _pairs(data: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
 
 def _scrub_gzip(redactor: Any, body: Any) -> Any:
     """A gzip-compressed body scrubbed inside (recompressed only when something was removed)."""
+    from .providers._body import MAX_DECODED_BODY_BYTES, TooLarge, gunzip_bounded
+
     if not isinstance(body, bytes) or not body.startswith(_GZIP_MAGIC):
         return body
     try:
-        inner = gzip.decompress(body)
+        inner = gunzip_bounded(body, MAX_DECODED_BODY_BYTES)
+    except TooLarge as exc:
+        raise _Failure(f"a gzip body: {exc}") from None
     except (OSError, EOFError, zlib.error):
         return body
     before = redactor.report.total
@@ -377,6 +395,10 @@ def _redact(
         except _Failure as exc:
             errors += 1
             print(f"{PROG} redact: error: {path}: {exc}", file=err)
+            continue
+        except (MemoryError, RecursionError) as exc:  # a safety net: the decoder's limits should come first
+            errors += 1
+            print(f"{PROG} redact: error: {path}: {_exhausted(exc)}", file=err)
             continue
         if counts.total:
             changed += 1

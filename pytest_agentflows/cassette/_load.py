@@ -14,7 +14,6 @@ no other exception type escapes for bad file contents.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import zlib
@@ -25,9 +24,21 @@ from typing import Any
 
 from ..errors import CassetteError
 from ..providers import call_from_normalised, parse_normalised
-from ..providers._body import BodyError, json_or_none, normalise_request, normalise_response
+from ..providers._body import (
+    BodyError,
+    TooLarge,
+    gunzip_bounded,
+    json_or_none,
+    normalise_request,
+    normalise_response,
+)
 from ..runtime._models import ModelCall, Usage
-from ._store import recorded_metadata, syntax_error_place, syntax_error_reason
+from ._store import (
+    MAX_DECOMPRESSED_CASSETTE_BYTES,
+    recorded_metadata,
+    syntax_error_place,
+    syntax_error_reason,
+)
 
 __all__ = ["Cassette", "Interaction", "load_cassette"]
 
@@ -134,7 +145,9 @@ def _read(path: Path) -> Any:
     name = path.name.lower()
     if name.endswith(".gz") or raw.startswith(_GZIP_MAGIC):
         try:
-            raw = gzip.decompress(raw)
+            raw = gunzip_bounded(raw, MAX_DECOMPRESSED_CASSETTE_BYTES, "the file")
+        except TooLarge as exc:
+            raise CassetteError(path, "", str(exc)) from None
         except (OSError, EOFError, zlib.error) as exc:
             raise CassetteError(path, "", f"the gzip file is truncated or corrupt ({exc})") from None
         name = name.removesuffix(".gz")

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from vcr.cassette import Cassette as _VcrCassette
 
 from ..errors import CassetteError, UnrecordedRequestError
+from ..providers._body import BodyError
 from ..runtime._context import current_agent
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
@@ -213,6 +214,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return bool(self._queues.get(self._key(request)))
 
     def can_play_response_for(self, request: Any) -> bool:
+        __tracebackhide__ = True  # pytest prints no frame of ours holding the raw request (its URL)
         if self.mode is not RecordMode.ALL and self._queues.get(self._key(request)):
             return True
         if self.mode is RecordMode.NONE:
@@ -221,10 +223,11 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return False
 
     def _miss(self, request: Any) -> UnrecordedRequestError:
+        __tracebackhide__ = True
         if self.redactor.learn(request):  # the diff below prints the body: mask this request's secrets
             self._key_memo.clear()
         key = self._key(request)
-        recorded = [self._key(r, redacted=True) for r, _ in self.data[: self._loaded_count]]
+        recorded = list(self._queues)  # the keys of the loaded interactions, computed once at load
         if not os.path.exists(self._path):
             reason = "the cassette file does not exist"
         elif not recorded:
@@ -245,6 +248,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return error
 
     def play_response(self, request: Any) -> dict[str, Any]:
+        __tracebackhide__ = True
         queue = self._queues.get(self._key(request))
         if not queue:
             raise self._miss(request)
@@ -381,6 +385,10 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             return
         try:
             response = self._before_record_response(response)
+        except BodyError as exc:  # a compression bomb
+            raise CassetteError(
+                self._path, f"interactions[{self._load_index}].response.body.string", exc.reason
+            ) from None
         except (OSError, EOFError, zlib.error) as exc:  # vcrpy's decode_response on a corrupt body
             raise CassetteError(
                 self._path,
@@ -471,6 +479,74 @@ def _wire_form(
     )
 
 
+def decode_response(response: dict[str, Any]) -> dict[str, Any]:
+    """vcrpy's ``decode_response`` with a bound: a copy of ``response`` with its first content coding undone.
+
+    As vcrpy's filter: the first ``Content-Encoding`` value that is ``gzip``, ``deflate`` (or ``br`` with
+    the ``brotli`` module) is undone and removed, ``content-length`` set to the new length, and a body
+    that does not decompress is kept as it is ("already decoded"). Unlike it, decompression stops at
+    :data:`~pytest_agentflows.providers._body.MAX_DECODED_BODY_BYTES`.
+
+    Raises:
+        BodyError: the body decompresses to more than that (a compression bomb).
+    """
+    import copy
+    import importlib
+
+    from ..providers._body import MAX_DECODED_BODY_BYTES, BodyError, TooLarge, decompress_bounded
+
+    response = copy.deepcopy(response)
+    headers = response.get("headers")
+    if not isinstance(headers, dict):
+        return response
+    name = next((n for n in headers if str(n).lower() == "content-encoding"), None)
+    values = headers.get(name) if name is not None else None
+    values = values if isinstance(values, list) else [values] if values else []
+    if not values:
+        return response
+    coding = str(values[0])
+    body = response.get("body", {}).get("string")
+    if not isinstance(body, bytes) or coding not in ("gzip", "deflate", "br"):
+        return response
+    limit = MAX_DECODED_BODY_BYTES
+    try:
+        if coding == "br":
+            try:
+                brotli = importlib.import_module("brotli")
+            except ImportError:
+                return response  # as vcrpy: no brotli, no decoding
+            from ..providers._body import _brotli_bounded
+
+            try:
+                new_body = _brotli_bounded(brotli, body, limit)
+            except TooLarge:
+                raise
+            except Exception:
+                new_body = body
+        else:
+            try:
+                new_body = decompress_bounded(body, 31 if coding == "gzip" else zlib.MAX_WBITS, limit)
+            except (zlib.error, EOFError):
+                new_body = body  # vcrpy: "assume the response was already decompressed"
+    except TooLarge as exc:
+        raise BodyError("response.body.string", str(exc)) from None
+    rest = values[1:]
+    out: dict[str, Any] = {}
+    for key, value in headers.items():
+        if key == name:
+            if rest:
+                out[key] = rest
+        elif str(key).lower() == "content-length":  # vcrpy's case-insensitive dict: the new key's case
+            out["content-length"] = [str(len(new_body))]
+        else:
+            out[key] = value
+    if not any(str(k).lower() == "content-length" for k in out):
+        out["content-length"] = [str(len(new_body))]
+    response["headers"] = out
+    response["body"]["string"] = new_body
+    return response
+
+
 def _has_content_encoding(response: dict[str, Any]) -> bool:
     headers = response.get("headers")
     if not isinstance(headers, Mapping):
@@ -520,8 +596,6 @@ class Recorder:
     _undo: list[Callable[[], None]] = field(default_factory=list)
 
     def __enter__(self) -> FlowCassette:
-        from vcr.filters import decode_response
-
         redactor = self.redactor
 
         def before_record_response(response: dict[str, Any]) -> dict[str, Any]:
@@ -594,6 +668,7 @@ class Recorder:
         recorder = self
 
         def handle_request(transport: Any, request: Any) -> Any:
+            __tracebackhide__ = True
             cassette = recorder.cassette
             assert cassette is not None
             body = b"".join(request.stream)
@@ -612,6 +687,7 @@ class Recorder:
         recorder = self
 
         async def handle_async_request(transport: Any, request: Any) -> Any:
+            __tracebackhide__ = True
             cassette = recorder.cassette
             assert cassette is not None
             body = b"".join([part async for part in request.stream])

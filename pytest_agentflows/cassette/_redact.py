@@ -2,8 +2,10 @@
 
 Built-in list (always on): request and response headers ``authorization``, ``proxy-authorization``,
 ``x-api-key``, ``api-key``, ``cookie``, ``set-cookie``, ``openai-organization``, ``openai-project``,
-``x-goog-api-key`` and every ``anthropic-*`` header naming a key or an organization; query parameters
-``key``, ``api_key``, ``api-key``, ``access_token``, ``token``; credentials in a URL (``user:pass@host``);
+``x-goog-api-key``, ``ocp-apim-subscription-key`` (Azure API Management), ``x-amz-security-token`` (AWS
+session credentials), ``x-auth-token`` and every ``anthropic-*`` header naming a key or an organization;
+query parameters ``key``, ``api_key``, ``api-key``, ``apikey``, ``access_token``, ``token``, ``sig`` (Azure
+shared access signatures); credentials in a URL (``user:pass@host``);
 and the value of any environment variable whose name ends in ``_KEY``, ``_TOKEN``, ``_SECRET`` or
 ``_PASSWORD`` (8+ characters), wherever it appears. Users add header names and JSON body keys with the ini
 options ``agentflows_redact_headers`` and ``agentflows_redact_body_keys``.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import functools
 import json
@@ -43,14 +46,26 @@ BUILTIN_HEADERS = frozenset(
         "openai-organization",
         "openai-project",
         "x-goog-api-key",
+        "ocp-apim-subscription-key",
+        "x-amz-security-token",
+        "x-auth-token",
     }
 )
-BUILTIN_QUERY = frozenset({"key", "api_key", "api-key", "access_token", "token"})
+BUILTIN_QUERY = frozenset({"key", "api_key", "api-key", "apikey", "access_token", "token", "sig"})
 _ENV_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
 _ENV_TAILS = frozenset({"KEY", "KEN", "RET", "ORD"})  # cheap filter before the regular expression
 MIN_SECRET_LEN = 8
 """Shorter values are not searched for in text (``"1"`` or ``"true"`` would be replaced everywhere)."""
 _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+
+
+_URL_CREDENTIALS = re.compile(r"(://)[^/\s@'\"<>]+@")
+
+
+@functools.lru_cache(maxsize=16)
+def _secret_query_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"([?&;](?:{alternatives})=)(?!<REDACTED)[^&#\s'\"<>)]+", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -315,8 +330,8 @@ class Redactor:
         as_bytes = isinstance(body, bytes | bytearray)
         try:
             text = bytes(body).decode("utf-8") if as_bytes else str(body)
-        except UnicodeDecodeError:
-            return body  # binary (e.g. gzip): nothing we can scrub as text
+        except UnicodeDecodeError:  # latin-1 text, binary, a multipart body with a binary part
+            return self.scrub_bytes(bytes(body))
         if self._body_keys and text.lstrip()[:1] in ("{", "["):
             try:
                 data = json.loads(text)
@@ -329,6 +344,41 @@ class Redactor:
                     text = json.dumps(data, ensure_ascii=False)
         text = self.scrub_text(text)
         return text.encode("utf-8") if as_bytes else text
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """``data`` (any encoding, or none) with every secret value's byte forms replaced.
+
+        Each form of :meth:`scrub_text` is searched for as UTF-8 bytes and, when it differs, as latin-1
+        bytes: a key inside a latin-1 text body, a binary file part of a multipart upload, a compressed
+        stream's uncompressed neighbours. The replacement is the ASCII ``<REDACTED...>`` marker.
+        """
+        for form, replacement, from_env in self._patterns:
+            encodings = {form.encode("utf-8")}
+            with contextlib.suppress(UnicodeEncodeError):
+                encodings.add(form.encode("latin-1"))
+            for needle in encodings:
+                if needle in data:
+                    count = data.count(needle)
+                    if from_env:
+                        self.report.env_values += count
+                    else:
+                        self.report.echoed_values += count
+                    data = data.replace(needle, replacement.encode("ascii"))
+        return data
+
+    def scrub_report_text(self, text: str) -> str:
+        """Text pytest prints or reports (a traceback, its frames' arguments): :meth:`scrub_text`, and also
+        every ``user:password@`` of a URL and every secret query parameter's value, whatever their length.
+        """
+        text = self.scrub_text(text)
+        if "@" in text:
+            text = _URL_CREDENTIALS.sub(r"\1<REDACTED>@", text)
+        if "=" in text:
+            text = self._query_pattern().sub(r"\1<REDACTED>", text)
+        return text
+
+    def _query_pattern(self) -> re.Pattern[str]:
+        return _secret_query_pattern(self.query_keys)
 
     def scrub_url(self, uri: str) -> str:
         """``uri`` without credentials (``user:pass@``) and secret query parameters; secret values replaced.
@@ -386,6 +436,9 @@ class Redactor:
         """``before_record_response`` hook: scrubs a vcrpy response dict in place and returns it."""
         if isinstance(response.get("headers"), Mapping):
             response["headers"] = self._scrub_headers(response["headers"])  # first: it learns secrets
+        status = response.get("status")
+        if isinstance(status, dict) and isinstance(status.get("message"), str) and self.has_secrets:
+            status["message"] = self.scrub_text(status["message"])  # a reason phrase quoting the key
         body = response.get("body")
         if isinstance(body, dict) and "string" in body:
             body["string"] = self.scrub_body(body["string"])

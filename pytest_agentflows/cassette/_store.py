@@ -411,10 +411,11 @@ def deserialize(text: str, *, is_json: bool) -> Any:
 
     Raises:
         json.JSONDecodeError, yaml.YAMLError: for text that is not valid JSON / YAML.
+        ExpansionError: YAML whose aliases expand past the budget (:func:`yaml_text`).
     """
     from vcr.serializers import jsonserializer, yamlserializer
 
-    return jsonserializer.deserialize(text) if is_json else yamlserializer.deserialize(text)
+    return jsonserializer.deserialize(text) if is_json else yaml_text(text, yamlserializer.deserialize)
 
 
 def serialize(data: Any, *, is_json: bool) -> str:
@@ -425,11 +426,66 @@ def serialize(data: Any, *, is_json: bool) -> str:
     return text
 
 
+MAX_DECOMPRESSED_CASSETTE_BYTES = 256 * 2**20
+"""A gzip-compressed cassette (``.yaml.gz``) that decompresses to more than this (256 MiB) is refused."""
+MAX_ALIAS_EXPANSION = 16
+"""YAML anchors and aliases may make a document's data at most this many times the size of its text
+(at least :data:`MIN_ALIAS_BUDGET`); a "billion laughs" file (750 bytes that expand to gigabytes) is
+refused instead of exhausting memory and time in whatever walks the data."""
+MIN_ALIAS_BUDGET = 64 * 2**20
+
+
+class ExpansionError(ValueError):
+    """YAML data whose aliases expand past the budget (see :data:`MAX_ALIAS_EXPANSION`)."""
+
+    def __init__(self, budget: int) -> None:
+        self.problem = self.reason = (
+            f"its aliases (*name) expand the data to more than {budget // 2**20} MiB "
+            "(a 'billion laughs' document); cassettes written by vcrpy never need that"
+        )
+        super().__init__(self.problem)
+
+
+def expanded_size(data: Any, budget: int) -> int:
+    """The size of ``data`` with every shared (aliased) container counted at each place it appears.
+
+    Strings and bytes count their length, other scalars 8, a container 8 plus its items (and keys).
+    Linear in the number of distinct objects (each container's size is computed once).
+
+    Raises:
+        ExpansionError: the size exceeds ``budget`` (stops as soon as one container does).
+    """
+    memo: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        item, done = stack.pop()
+        if not isinstance(item, dict | list | tuple) or id(item) in memo:
+            continue
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else list(item)
+        if not done:
+            stack.append((item, True))
+            stack.extend((c, False) for c in children if isinstance(c, dict | list | tuple))
+            continue
+        size = 8
+        for c in children:
+            if isinstance(c, dict | list | tuple):
+                size += memo.get(id(c), 0)
+            else:
+                size += len(c) + 1 if isinstance(c, str | bytes) else 8
+        if size > budget:
+            raise ExpansionError(budget)
+        memo[id(item)] = size
+    return memo.get(id(data), 8)
+
+
 def yaml_text(data: str | bytes, parse: Callable[[Any], Any]) -> Any:
     """YAML ``data`` read by the fast path for vcrpy's layout (:mod:`._yaml_load`), else by ``parse(data)``.
 
     The fast path gives PyYAML's safe loader's result or steps aside; ``parse`` (PyYAML) then reads the
-    data and raises its errors.
+    data and raises its errors. A document with anchors is checked against the alias budget.
+
+    Raises:
+        ExpansionError: (a ``ValueError``) the document's aliases expand past the budget.
     """
     from ._yaml_load import Unsupported, load
 
@@ -437,7 +493,11 @@ def yaml_text(data: str | bytes, parse: Callable[[Any], Any]) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return load(text)
     except (Unsupported, UnicodeDecodeError):
-        return parse(data)
+        result = parse(data)
+    has_anchor = b"&" in data if isinstance(data, bytes) else "&" in data
+    if has_anchor:  # no anchor, no alias: nothing can expand
+        expanded_size(result, max(MIN_ALIAS_BUDGET, MAX_ALIAS_EXPANSION * len(data)))
+    return result
 
 
 class AtomicPersister:

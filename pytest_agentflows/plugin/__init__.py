@@ -391,6 +391,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A failing flow test's report holds no secret the flow saw (see :mod:`._scrub_report`)."""
+    report = yield
+    flow = item.stash.get(FLOW_KEY, None)
+    if flow is not None and report.longrepr is not None:
+        from ._scrub_report import scrub_report
+
+        scrub_report(report, flow.redactor.scrub_report_text)
+    return report
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Collect the reports of flow tests; at teardown, turn the flow into a report row.

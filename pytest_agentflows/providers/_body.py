@@ -22,7 +22,6 @@ plus the response's ``"agentflows"`` metadata mapping when there is one.
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import json
 import zlib
@@ -39,6 +38,69 @@ __all__ = [
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_DECODED_BODY_BYTES = 64 * 2**20
+"""A compressed body that decompresses to more than this (64 MiB) is refused (:class:`BodyError`): a
+compression bomb (1.5 MB of gzip can hold gigabytes) must not exhaust memory when a cassette is loaded."""
+_CHUNK = 2**20
+
+
+class TooLarge(ValueError):
+    """Decompressed data would exceed its limit; ``str(exc)`` says which limit."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"{what} decompresses to more than {limit // 2**20} MiB (a compression bomb?); "
+            "it is refused before it fills memory"
+        )
+
+
+def decompress_bounded(data: bytes, wbits: int, limit: int, what: str = "the body") -> bytes:
+    """``zlib``/``gzip`` data decompressed, never producing more than ``limit`` bytes.
+
+    Args:
+        data: Compressed bytes.
+        wbits: As for :func:`zlib.decompress` (``31``: gzip, several members allowed; ``15``: zlib;
+            ``-15``: raw deflate).
+        limit: Most bytes the result may have.
+        what: What the data is, for the error message.
+
+    Raises:
+        TooLarge: the data decompresses to more than ``limit`` bytes (decompression stops there).
+        zlib.error: corrupt data. EOFError: truncated data (as :func:`gzip.decompress` raises them).
+    """
+    out = bytearray()
+    gzip_members = wbits > 15
+    while True:
+        engine = zlib.decompressobj(wbits)
+        chunk = engine.decompress(data, limit - len(out) + 1)
+        out += chunk
+        if len(out) > limit or engine.unconsumed_tail:
+            raise TooLarge(what, limit)
+        if not engine.eof:
+            raise EOFError("compressed data ended before the end-of-stream marker")
+        data = engine.unused_data
+        if not gzip_members or not data.lstrip(b"\x00"):
+            return chunk if len(chunk) == len(out) else bytes(out)  # one member: no second copy
+        if not data.startswith(_GZIP_MAGIC):
+            raise zlib.error("trailing data after the last gzip member")
+
+
+def gunzip_bounded(data: bytes, limit: int, what: str = "the body") -> bytes:
+    """:func:`gzip.decompress` that stops at ``limit`` bytes (see :func:`decompress_bounded`)."""
+    return decompress_bounded(data, 31, limit, what)
+
+
+def _brotli_bounded(brotli: Any, data: bytes, limit: int) -> bytes:
+    """Brotli data decompressed, refused past ``limit`` bytes (streamed when the module can)."""
+    decompressor = brotli.Decompressor()
+    try:
+        out = decompressor.process(data, output_buffer_limit=limit + 1)
+    except TypeError:  # an older brotli / brotlicffi without output limits: whole, then checked
+        out = brotli.decompress(data)
+    if len(out) > limit:
+        raise TooLarge("the body", limit)
+    return bytes(out)
 
 
 class BodyError(ValueError):
@@ -160,26 +222,32 @@ def _decode_content(body: bytes, codings: list[str], where: str) -> tuple[bytes,
             if not body.startswith(_GZIP_MAGIC):
                 continue  # the recorder decoded it but kept the header
             try:
-                body = gzip.decompress(body)
+                body = gunzip_bounded(body, MAX_DECODED_BODY_BYTES)
+            except TooLarge as exc:
+                raise BodyError(where, str(exc)) from None
             except (OSError, EOFError, zlib.error) as exc:
                 raise BodyError(where, f"gzip body does not decompress ({exc})") from None
         elif coding == "deflate":
             try:
-                body = zlib.decompress(body)
-            except zlib.error:
                 try:
-                    body = zlib.decompress(body, -zlib.MAX_WBITS)
-                except zlib.error as exc:
-                    if _is_text(body):
-                        continue
-                    raise BodyError(where, f"deflate body does not decompress ({exc})") from None
+                    body = decompress_bounded(body, zlib.MAX_WBITS, MAX_DECODED_BODY_BYTES)
+                except (zlib.error, EOFError):
+                    body = decompress_bounded(body, -zlib.MAX_WBITS, MAX_DECODED_BODY_BYTES)
+            except TooLarge as exc:
+                raise BodyError(where, str(exc)) from None
+            except (zlib.error, EOFError) as exc:
+                if _is_text(body):
+                    continue
+                raise BodyError(where, f"deflate body does not decompress ({exc})") from None
         elif coding == "br":
             try:
                 brotli = importlib.import_module("brotli")
             except ImportError:
                 return body, False
             try:
-                body = brotli.decompress(body)
+                body = _brotli_bounded(brotli, body, MAX_DECODED_BODY_BYTES)
+            except TooLarge as exc:
+                raise BodyError(where, str(exc)) from None
             except Exception as exc:  # brotli.error is not a public name in every build
                 if _is_text(body):
                     continue

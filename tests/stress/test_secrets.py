@@ -67,6 +67,18 @@ CHANNELS = (
     "miss_diff",  # the key in the body of an unrecorded request (UnrecordedRequestError's diff)
     "async_bearer",  # AsyncOpenAI: the async recording path, the key echoed back
     "goog_api_key",  # x-goog-api-key
+    # issue 16
+    "ocp_apim",  # Ocp-Apim-Subscription-Key (Azure API Management), no env variable names it
+    "amz_token",  # X-Amz-Security-Token (AWS session credentials)
+    "x_auth_token",  # x-auth-token
+    "query_apikey",  # ?apikey=
+    "query_sig",  # ?sig= (Azure shared access signature)
+    "latin1_body",  # a latin-1 (not UTF-8) request body and response body holding the bearer key
+    "binary_multipart",  # openai files.create / audio.transcriptions.create: the key in a binary part
+    "reason_phrase",  # the HTTP reason phrase quoting the key
+    "miss_url_key",  # ?key= on an unrecorded request: pytest's frames show the request's URL
+    "miss_url_password",  # http://user:<password>@host on an unrecorded request
+    "multipart_miss",  # the key in a binary multipart part of an unrecorded request (the miss diff)
 )
 USER_OWNED = "user_owned"  # in a user's failing assertion: pytest prints it, we must not store it
 
@@ -91,6 +103,9 @@ import anthropic, httpx, openai, pytest, requests
 C = json.loads(os.environ["AF_CANARIES"])
 OAI, ANT, EDGE = os.environ["AF_OPENAI_URL"], os.environ["AF_ANTHROPIC_URL"], os.environ["AF_EDGE_URL"]
 PHASE = os.environ["AF_PHASE"]
+# JSON cassettes cannot hold bodies that are not UTF-8 (vcrpy's JSON serializer): text forms there
+BINARY = os.environ["AF_BINARY"] == "1"
+BIN = b"RIFF\\xff\\xfe\\x00 " if BINARY else b"RIFF text "
 MSG = [{"role": "user", "content": "hello"}]
 RAW = {"model": "gpt-4o-mini", "messages": MSG}
 
@@ -196,6 +211,36 @@ def test_miss(agentflow):
                                      messages=[{"role": "user", "content": word + " " + key}])
 
 
+def test_new_names(agentflow):
+    headers = {"Ocp-Apim-Subscription-Key": C["ocp_apim"], "X-Amz-Security-Token": C["amz_token"],
+               "x-auth-token": C["x_auth_token"]}
+    params = {"apikey": C["query_apikey"], "sig": C["query_sig"], "mode": "fast"}
+    assert httpx.post(OAI + "/chat/completions", headers=headers, params=params, json=RAW).status_code == 200
+    key, charset = C["latin1_body"], "latin-1" if BINARY else "utf-8"
+    answer = httpx.post(EDGE + "/latin1", content=("caf\\xe9 " + key).encode(charset),
+                        headers={"Authorization": "Bearer " + key, "Content-Type": "text/plain; charset=" + charset})
+    assert answer.status_code == 200
+    assert httpx.get(EDGE + "/reason", headers={"x-api-key": C["reason_phrase"]}).status_code == 403
+    key = C["binary_multipart"]
+    client = oai(key, base=EDGE + "/mp/v1")
+    assert client.files.create(file=("data.bin", BIN + key.encode()), purpose="batch").id
+    assert client.audio.transcriptions.create(model="whisper-1", file=("a.wav", BIN + key.encode())).text
+
+
+def test_miss_in_url(agentflow):
+    base = "http://user:" + quote(C["miss_url_password"], safe="") + "@" + OAI.split("://", 1)[1]
+    word = "first" if PHASE == "record" else "second"
+    oai(base=base, default_query={"key": C["miss_url_key"]}).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": word}])
+
+
+def test_multipart_miss(agentflow):
+    key = C["multipart_miss"]
+    word = b"first" if PHASE == "record" else b"second"
+    oai(key, base=EDGE + "/mp/v1").audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", BIN + word + b" " + key.encode()))
+
+
 def test_user_failure(agentflow):
     assert PHASE == "never", "the user's own message quotes " + C["user_owned"]
 """
@@ -207,7 +252,10 @@ PASSING = (
     "test_env_values",
     "test_edge",
     "test_async",
+    "test_new_names",
 )
+MISSES = ("test_miss", "test_miss_in_url", "test_multipart_miss")
+"""Inner tests that record in the first session and miss in the second."""
 
 
 CANARY_STYLES: dict[str, Callable[[], str]] = {  # each under 56 characters: the echo keeps 60
@@ -267,6 +315,29 @@ class _EdgeHandler(BaseHTTPRequestHandler):
         elif path == "/gzip":
             body = gzip.compress(json.dumps({"echo": self.headers.get("x-api-key")}).encode())
             self._send(200, body, [("Content-Encoding", "gzip")])
+        elif path == "/latin1":  # a text body echoing the bearer key, in the request's charset
+            charset = (self.headers.get("Content-Type") or "").rpartition("charset=")[2] or "utf-8"
+            self._send(
+                200, ("r\xe9ponse " + self._bearer()).encode(charset), [("Content-Type", "text/plain")]
+            )
+        elif path == "/reason":
+            self.send_response(403, f"Forbidden for {self.headers.get('x-api-key')}")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+        elif path.endswith("/files"):
+            answer = {
+                "id": "file-1",
+                "object": "file",
+                "bytes": 3,
+                "created_at": 1,
+                "filename": "data.bin",
+                "purpose": "batch",
+                "status": "processed",
+            }
+            self._send(200, json.dumps(answer).encode())
+        elif path.endswith("/audio/transcriptions"):
+            self._send(200, b'{"text": "transcribed"}')
         elif path == "/headers":
             key = self.headers.get("x-api-key") or ""
             self._send(200, b"{}", [("OpenAI-ORGANIZATION", key), ("X-Api-KEY", key), ("X-Echo", key)])
@@ -378,6 +449,7 @@ def run_matrix(
     pytester.makeini(INI + f"agentflows_cassette_format = {cassette_format}\n")
     pytester.makepyfile(test_inner=INNER)
     monkeypatch.setenv("AF_CANARIES", json.dumps(canaries))
+    monkeypatch.setenv("AF_BINARY", "1" if cassette_format == "yaml" else "0")
     monkeypatch.setenv("FOO_API_KEY", canaries["env_api_key"])
     monkeypatch.setenv("FOO_TOKEN", canaries["env_token"])
     monkeypatch.delenv("LATE_API_KEY", raising=False)
@@ -393,19 +465,21 @@ def run_matrix(
             "--log-file=inner.log",
         )  # fmt: skip
     outputs["stdout:record"] = recorded.stdout.str() + recorded.stderr.str()
-    recorded.assert_outcomes(passed=len(PASSING) + 1, failed=1)  # test_miss records; the user's fails
+    recorded.assert_outcomes(
+        passed=len(PASSING) + len(MISSES), failed=1
+    )  # the misses record; the user's fails
     go_offline()
     monkeypatch.setenv("AF_EDGE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AF_PHASE", "replay")
     replayed = pytester.runpytest(*common, "--junitxml=junit-replay.xml", "-o", "log_file=inner.log")
     outputs["stdout:replay"] = replayed.stdout.str() + replayed.stderr.str()
-    replayed.assert_outcomes(passed=len(PASSING), failed=2)  # test_miss: unrecorded; the user's fails
+    replayed.assert_outcomes(passed=len(PASSING), failed=len(MISSES) + 1)  # misses: unrecorded; the user's
     assert "unrecorded model request in test test_inner.py::test_miss" in outputs["stdout:replay"]
     assert "nearest recorded request body" in outputs["stdout:replay"]
     assert '"content": "second <REDACTED>"' in outputs["stdout:replay"]  # the diff masks the key
 
     cassettes = sorted(str(p) for p in (pytester.path / "cassettes").rglob(f"*.{cassette_format}"))
-    assert len(cassettes) == len(PASSING) + 1, cassettes
+    assert len(cassettes) == len(PASSING) + len(MISSES), cassettes
     outputs["agentflows inspect"] = _cli("inspect", *cassettes)
     outputs["agentflows redact --check"] = _cli(
         "redact", "--check", "--header", "x-team-secret", "--body-key", "customer_ref", *cassettes

@@ -1,0 +1,48 @@
+"""Secrets under other common names are never stored, even when no environment variable holds them
+(issue 16, item 5): ``Ocp-Apim-Subscription-Key`` (Azure API Management), ``X-Amz-Security-Token`` (AWS
+session credentials), ``x-auth-token`` headers; ``apikey`` and ``sig`` (Azure SAS) query parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pytest_agentflows import Flow
+from pytest_agentflows.cassette._redact import BUILTIN_HEADERS, BUILTIN_QUERY
+from pytest_agentflows.model_server import LocalModelServer
+
+HEADERS = {
+    "Ocp-Apim-Subscription-Key": "apim-canary-1a2b3c4d5e",
+    "X-Amz-Security-Token": "amz-canary-FwoGZXIvYXdzEJr",
+    "x-auth-token": "auth-canary-77aa88bb99",
+}
+QUERY = {"apikey": "apikey-canary-0f0e0d", "sig": "sig-canary%2Bq3r4s5t6"}
+
+
+def test_the_names_are_built_in() -> None:
+    assert {name.lower() for name in HEADERS} <= BUILTIN_HEADERS
+    assert set(QUERY) <= BUILTIN_QUERY
+
+
+def test_recording_stores_none_of_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: all five values were written to the cassette (no env variable names them)."""
+    for name in list(__import__("os").environ):
+        if name.endswith(("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")):
+            monkeypatch.delenv(name)
+    cassette = tmp_path / "names.yaml"
+    with LocalModelServer() as server:
+        query = "&".join(f"{k}={v}" for k, v in QUERY.items())
+        url = f"{server.openai_base_url}/chat/completions?{query}&mode=fast"
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        with Flow(cassette=str(cassette), record="new", test_id="t").activate():
+            assert httpx.post(url, headers=HEADERS, json=body).status_code == 200
+    text = cassette.read_text()
+    for value in [*HEADERS.values(), *QUERY.values(), "sig-canary"]:
+        assert value not in text
+    assert "mode=fast" in text  # other query parameters are kept
+    flow = Flow(cassette=str(cassette), record="none", test_id="t")
+    with flow.activate():  # the scrubbed request still matches: the key ignores the removed values
+        assert httpx.post(url, headers=HEADERS, json=body).status_code == 200
+    assert not flow.misses
