@@ -109,8 +109,11 @@ class Flow:
         Raises:
             CassetteError: when the cassette exists but cannot be read (the file is left untouched).
         """
+        from .cassette._telemetry import telemetry_guard
+
         with ExitStack() as stack:
             stack.callback(self._deactivated)
+            stack.callback(telemetry_guard.hold())  # framework telemetry: answered here, never recorded
             stack.enter_context(inherit_context_in_threads())
             if self.cassette_path is not None:
                 from .cassette._recorder import Recorder
