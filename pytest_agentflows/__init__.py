@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .flow import Flow
     from .patterns import Broadcast, Pipeline, Router, Stage, Supervisor
     from .patterns.resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
-    from .runtime._models import AgentResult, Decision, ModelCall, Usage
+    from .runtime._models import AgentResult, Decision, Message, ModelCall, ToolCall, Usage
     from .runtime.budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
     from .runtime.clock import VirtualClock
     from .runtime.deadline import Deadline, DeadlineExceeded
@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "Flow": ".flow",
     "Interaction": ".cassette._load",
     "load_cassette": ".cassette._load",
+    "Message": ".runtime._models",
     "ModelCall": ".runtime._models",
     "Pipeline": ".patterns",
     "PriceUnknownError": ".runtime.budget",
@@ -70,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "Stage": ".patterns",
     "StalledRequestError": ".testing.faults",
     "Supervisor": ".patterns",
+    "ToolCall": ".runtime._models",
     "UnrecordedRequestError": ".errors",
     "UnscriptedRequestError": ".testing.scripted",
     "Usage": ".runtime._models",
@@ -100,6 +102,7 @@ __all__ = [
     "FaultPlan",
     "Flow",
     "Interaction",
+    "Message",
     "ModelCall",
     "Pipeline",
     "PriceUnknownError",
@@ -112,6 +115,7 @@ __all__ = [
     "Stage",
     "StalledRequestError",
     "Supervisor",
+    "ToolCall",
     "UnrecordedRequestError",
     "UnscriptedRequestError",
     "Usage",

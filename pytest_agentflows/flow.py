@@ -229,7 +229,11 @@ class Flow:
             return
         try:
             call = parse_interaction(
-                exchange.request, exchange.response, agent=exchange.agent, latency_s=latency
+                exchange.request,
+                exchange.response,
+                agent=exchange.agent,
+                latency_s=latency,
+                scrub=self.redactor.scrub_data if self.redactor.scrubs_data else None,
             )
         except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
             from .errors import CassetteError
@@ -252,6 +256,8 @@ class Flow:
             if exchange.cancelled:
                 fields["cancelled"] = True
             self.log.record("model_call", **fields)
+        for tool in call.tool_calls:
+            self.log.record("tool_call", agent=tool.agent, tool=tool.name, arguments=tool.arguments)
 
     def effective_latency(self, latency_s: float) -> float:
         """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
