@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_agentflows import Message, ToolCall
+from pytest_agentflows import Flow, Message, ToolCall, UsageError
 from pytest_agentflows.cassette._load import load_cassette
+from pytest_agentflows.cassette._recorder import Exchange
 from pytest_agentflows.cassette._redact import Redactor
 from pytest_agentflows.providers import parse_interaction
 
@@ -444,3 +445,170 @@ def test_tool_results_reach_the_next_calls_input_messages_in_a_real_cassette() -
     tools = [m for m in second.input_messages if m.role == "tool"]
     assert len(tools) == 1 and tools[0].text
     assert tools[0].text in second.input_text
+
+
+# ----------------------------------------------------------------------------- the flow's tool-call API
+def _chat_exchange(agent: str | None, calls: list[tuple[str, Any]], *, prompt: str = "go") -> Exchange:
+    tool_calls = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+        for i, (n, a) in enumerate(calls)
+    ]
+    body = {
+        "object": "chat.completion",
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None if calls else "done",
+                    "tool_calls": tool_calls or None,
+                },
+                "finish_reason": "tool_calls" if calls else "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+    }
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+    return Exchange(request=_req(CHAT_URL, request), response=_resp(body), agent=agent, latency_s=1.0)
+
+
+def _flow(*exchanges: Exchange) -> Flow:
+    flow = Flow(test_id="test_trip")
+    for exchange in exchanges:
+        flow.on_exchange(exchange)
+    return flow
+
+
+TRIP = (
+    _chat_exchange("planner", [("search", {"q": "Rome", "n": 3}), ("weather", {"city": "Rome"})]),
+    _chat_exchange("booker", [("book", {"hotel": "H1"})], prompt="Rome is sunny; book H1"),
+    _chat_exchange("planner", []),
+)
+
+
+def test_flow_tool_calls_calls_of_and_tool_call_decisions() -> None:
+    flow = _flow(*TRIP)
+    assert [(t.agent, t.name, t.arguments) for t in flow.tool_calls] == [
+        ("planner", "search", {"q": "Rome", "n": 3}),
+        ("planner", "weather", {"city": "Rome"}),
+        ("booker", "book", {"hotel": "H1"}),
+    ]
+    assert [c.finish_reason for c in flow.calls_of("planner")] == ["tool_calls", "stop"]
+    assert flow.calls_of("booker")[0].input_text == "Rome is sunny; book H1"
+    assert flow.calls_of(None) == []
+    kinds = [(d.kind, d.agent, d.fields().get("tool")) for d in flow.decisions]
+    assert kinds == [
+        ("model_call", "planner", None),
+        ("tool_call", "planner", "search"),
+        ("tool_call", "planner", "weather"),
+        ("model_call", "booker", None),
+        ("tool_call", "booker", "book"),
+        ("model_call", "planner", None),
+    ]
+    assert flow.decisions[1].arguments == {"q": "Rome", "n": 3}
+
+
+PASSING: list[tuple[list[Any], dict[str, Any]]] = [
+    (["search", "weather", "book"], {}),
+    ([("search", {"q": "Rome", "n": 3}), ("weather", {"city": "Rome"}), ("book", {"hotel": "H1"})], {}),
+    (
+        [
+            ToolCall("search", {"q": "Rome", "n": 3}),
+            ToolCall("weather", {"city": "Rome"}, agent="planner"),
+            "book",
+        ],
+        {},
+    ),
+    (["book", "weather", "search"], {"mode": "unordered"}),
+    (["search", "weather", "book", "cancel"], {"mode": "subset"}),
+    (["book", "search"], {"mode": "superset"}),
+    ([("search", {"q": "x"}), ("weather", {}), ("book", {})], {"args": "ignore"}),
+    ([("search", {"q": "Rome", "n": 3, "lang": "it"}), "weather", "book"], {"args": "subset"}),
+    ([("search", {"q": "Rome"}), "weather", "book"], {"args": "superset"}),
+    (["search", "weather"], {"agent": "planner"}),
+    ([("book", {"hotel": "H1"})], {"agent": "booker"}),
+]
+
+
+@pytest.mark.parametrize(("expected", "options"), PASSING)
+def test_assert_tool_calls_passes(expected: list[Any], options: dict[str, Any]) -> None:
+    _flow(*TRIP).assert_tool_calls(expected, **options)
+
+
+FAILING: list[tuple[list[Any], dict[str, Any], str]] = [
+    (["weather", "search", "book"], {}, "call 1: expected weather (any arguments), got search"),
+    (["search", "weather"], {}, "1 call(s) more than expected, from: book"),
+    (["search", "weather", "book", "cancel"], {}, "1 expected call(s) never made, from: cancel"),
+    ([("search", {"q": "Rome"}), "weather", "book"], {}, 'expected search {"q": "Rome"}, got search {"n": 3'),
+    (["book", "weather"], {"mode": "unordered"}, "called but not expected: search"),
+    (["book", "weather", "search", "cancel"], {"mode": "unordered"}, "expected but not called: cancel"),
+    (["search", "book"], {"mode": "subset"}, "called but not expected: weather"),
+    (["search", "cancel"], {"mode": "superset"}, "expected but not called: cancel (any arguments)"),
+    ([("search", {"q": "Rome"}), "weather", "book"], {"args": "subset"}, 'expected search {"q": "Rome"}'),
+    ([("search", {"q": "Paris"}), "weather", "book"], {"args": "superset"}, "got search"),
+    ([ToolCall("search", {"q": "Rome", "n": 3}, agent="booker"), "weather", "book"], {}, "agent=booker"),
+    (["book"], {"agent": "planner"}, "tool calls of agent 'planner' do not match"),
+]
+
+
+@pytest.mark.parametrize(("expected", "options", "why"), FAILING)
+def test_assert_tool_calls_fails_with_expected_vs_actual_per_agent(
+    expected: list[Any], options: dict[str, Any], why: str
+) -> None:
+    with pytest.raises(AssertionError) as info:
+        _flow(*TRIP).assert_tool_calls(expected, **options)
+    message = str(info.value)
+    assert why in message
+    assert message.startswith("test_trip: tool calls of ")
+    assert f"expected ({len(expected)}):" in message
+    assert "actual, per agent:" in message
+    if "agent" not in options:
+        assert (
+            '  planner (2):\n    1. search {"n": 3, "q": "Rome"}\n    2. weather {"city": "Rome"}' in message
+        )
+        assert '  booker (1):\n    1. book {"hotel": "H1"}' in message
+
+
+def test_assert_tool_calls_rejects_unknown_modes_and_shapes() -> None:
+    flow = _flow(*TRIP)
+    with pytest.raises(UsageError, match=r"mode='ordered'.*strict, unordered, subset, superset"):
+        flow.assert_tool_calls(["search"], mode="ordered")
+    with pytest.raises(UsageError, match=r"args='loose'.*exact, ignore, subset, superset"):
+        flow.assert_tool_calls(["search"], args="loose")
+    with pytest.raises(UsageError, match="expected item 1 is 42"):
+        flow.assert_tool_calls(["search", 42])  # type: ignore[list-item]
+    with pytest.raises(UsageError, match="takes a list of expected calls"):
+        flow.assert_tool_calls("search")
+
+
+def test_arguments_that_are_not_json_match_only_an_equal_string() -> None:
+    exchange = _chat_exchange("a", [("run", {})])
+    exchange.response["body"]["string"] = exchange.response["body"]["string"].replace('"{}"', '"not json"')
+    flow = _flow(exchange)
+    assert flow.tool_calls[0].arguments == "not json"
+    flow.assert_tool_calls([("run", "not json")], args="subset")
+    with pytest.raises(AssertionError, match="run 'not json'"):
+        flow.assert_tool_calls([("run", {})])
+
+
+# ------------------------------------------------------------------------------------ usage not reported
+def _unreported_stream(agent: str) -> Exchange:
+    chunk = {"object": "chat.completion.chunk", "model": "gpt-4o-mini"}
+    body = _sse((None, {**chunk, "choices": [{"index": 0, "delta": {"content": "x"}}]}), (None, "[DONE]"))
+    request = _req(CHAT_URL, {"model": "gpt-4o-mini", "messages": [], "stream": True})
+    return Exchange(request=request, response=_resp(body, stream=True), agent=agent, latency_s=0.5)
+
+
+@pytest.mark.parametrize("caps", [{"usd": 1.0}, {"tokens": 10_000}])
+def test_budget_verdict_over_a_call_without_usage_names_the_call_and_the_fix(caps: dict[str, Any]) -> None:
+    flow = _flow(TRIP[0], _unreported_stream("writer"))
+    assert [c.usage_reported for c in flow.calls] == [True, False]
+    with pytest.raises(AssertionError) as info:
+        flow.assert_within_budget(**caps)
+    message = str(info.value)
+    assert "1 model call(s) reported no usage" in message
+    assert "call 2: agent writer, openai.chat gpt-4o-mini, streamed" in message
+    assert 'stream_options={"include_usage": True}' in message
+    assert "genai-prices" not in message and "the price list is not the problem" in message
+    _flow(TRIP[0]).assert_within_budget(**caps)  # calls with usage: the verdict passes
