@@ -1,8 +1,8 @@
 """A small deterministic LLM server on ``127.0.0.1`` speaking the real OpenAI and Anthropic wire formats.
 
 It lets you record agent traffic (``pytest --record-agents``) without API keys: point the official SDKs at it
-and they parse its answers exactly like the real services' ones. Standard library only; the server runs
-``http.server.ThreadingHTTPServer`` in a daemon thread.
+and they parse its answers exactly like the real services' ones. Standard library plus pydantic (for
+:class:`~pytest_agentflows.ToolCall`); the server runs ``http.server.ThreadingHTTPServer`` in a daemon thread.
 
 Example:
     ```python
@@ -40,13 +40,21 @@ its ``responder``, else from :func:`default_responder`.
 
 Default responder rules (:func:`default_responder`), checked in this order, all case-insensitive:
 
-1. **Review**: the system prompt contains ``"review"`` (so also ``"reviewer"``). The reply is ``"APPROVED"``
-   when the last user text contains ``"revised"`` or ``"revision"``, else :data:`REVIEW_CRITIQUE`.
-2. **Classify / route**: the system prompt or the last user text contains ``"classify"``, ``"classifier"``,
-   ``"route"``, ``"router"`` or ``"routing"``. The reply is one label: the words (runs of ASCII letters) of
-   the last user text are matched against :data:`LABEL_KEYWORDS`; the label with the most hits wins, ties go
-   to the earlier label in that table (``billing``, then ``technical``, then ``general``), and no hit at all
-   gives ``"general"``.
+0. **Tools**: the request offers tools (``tools``) that its conversation has not called yet: the reply is
+   one tool call per such tool (parallel calls, in the order offered), its arguments built from the tool's
+   JSON schema by :func:`schema_arguments` (required properties, deterministic values of the right type).
+   Once each offered tool was called, the rules below answer in text.
+1. **Review**: the *role* of the prompt is a reviewer. The role text is the system prompt (without one: the
+   instruction that starts the last user text, up to its first ``:``), read by whole words (``code_review``
+   is one word): ``review``/``reviewer`` make a reviewer, ``classify``/``classifier``/``classification``/
+   ``route``/``router``/``routing``/``triage`` a classifier, and the first such word wins. The reply is
+   ``"APPROVED"`` when the last user text marks the draft as revised (``"revised draft"``, ``"revised
+   version"``, ... or ``"revision <n>"``), else :data:`REVIEW_CRITIQUE`; an instruction such as "answer
+   APPROVED or REVISION NEEDED" is not a revision.
+2. **Classify / route**: the role is a classifier. The reply is one label: the words (runs of ASCII
+   letters) of the last user text are matched against :data:`LABEL_KEYWORDS`; the label with the most hits
+   wins, ties go to the earlier label in that table (``billing``, then ``technical``, then ``general``),
+   and no hit at all gives ``"general"``.
 3. **Echo**: ``"[<model>] reply to: <text>"`` where ``<text>`` is the last user text with whitespace runs
    collapsed to one space, stripped, cut to its first 60 characters.
 
@@ -54,7 +62,8 @@ Token counting (:func:`count_input_tokens`, :func:`count_output_tokens`), the sa
 
 * input tokens = for the system prompt (when not empty) and for each message of :attr:`Request.messages`,
   its whitespace-split word count plus :data:`TOKENS_PER_MESSAGE` (3);
-* output tokens = the whitespace-split word count of the reply;
+* output tokens = the whitespace-split word count of the reply (of a tool call: of its name and JSON
+  arguments);
 * cached / reasoning / cache-write tokens are always 0.
 
 Determinism: for an identical request (same API, same JSON body, same reply text) the response body is
