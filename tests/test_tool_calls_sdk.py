@@ -451,3 +451,34 @@ def test_budget_marker_over_a_stream_without_usage_fails_naming_the_call(pyteste
             '*stream_options={"include_usage": True}*',
         ]
     )
+
+
+# ------------------------------------------------------------------------------- inspect and the HTML report
+def test_inspect_and_timeline_mark_tool_calls_and_calls_without_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_agentflows.cli import main as cli
+    from pytest_agentflows.plugin._report_render import timeline_svg
+    from pytest_agentflows.report import FlowRow
+
+    cassette = tmp_path / "turns.yaml"
+    flow = Flow(cassette=cassette, record="new", test_id="turns")
+    with LocalModelServer() as server, flow.activate(), oai(base_url=server.openai_base_url) as client:
+        with flow.agent("planner"):
+            msgs: Any = [{"role": "user", "content": "Paris?"}]
+            client.chat.completions.create(model=GPT, messages=msgs, tools=CHAT_TOOLS)  # a tool-call turn
+        with flow.agent("writer"):
+            list(client.chat.completions.create(model=GPT, messages=msgs, stream=True))  # no usage
+    assert cli(["inspect", str(cassette)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split()[1:3] == ["planner", "openai"]
+    assert out[3] == '      tool call: weather {"city": "<city>", "unit": "c"}'
+    assert out[4].split()[1] == "writer" and out[4].split()[6] == "no-usage"
+    assert out[-1].endswith(", 1 tool calls")
+
+    row = FlowRow.from_flow("turns", flow)
+    assert [(s.tool_calls, s.usage_reported) for s in row.spans] == [(["weather"], True), ([], False)]
+    svg = timeline_svg(row)
+    assert svg.count('class="call tool"') == 1 and svg.count('class="tool-mark"') == 1
+    assert svg.count('class="call nousage"') == 1
+    assert "tool calls: weather" in svg and "usage not reported (tokens and price unknown)" in svg
