@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .flow import Flow
     from .patterns import Broadcast, Pipeline, Router, Stage, Supervisor
     from .patterns.resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
-    from .runtime._models import AgentResult, Decision, ModelCall, Usage
+    from .runtime._models import AgentResult, Decision, Message, ModelCall, ToolCall, Usage
     from .runtime.agents import agent, current_agent
     from .runtime.budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
     from .runtime.clock import VirtualClock
@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "Flow": ".flow",
     "Interaction": ".cassette._load",
     "load_cassette": ".cassette._load",
+    "Message": ".runtime._models",
     "ModelCall": ".runtime._models",
     "Pipeline": ".patterns",
     "PriceUnknownError": ".runtime.budget",
@@ -73,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "Stage": ".patterns",
     "StalledRequestError": ".testing.faults",
     "Supervisor": ".patterns",
+    "ToolCall": ".runtime._models",
     "UnrecordedRequestError": ".errors",
     "UnscriptedRequestError": ".testing.scripted",
     "Usage": ".runtime._models",
@@ -103,6 +105,7 @@ __all__ = [
     "FaultPlan",
     "Flow",
     "Interaction",
+    "Message",
     "ModelCall",
     "Pipeline",
     "PriceUnknownError",
@@ -115,6 +118,7 @@ __all__ = [
     "Stage",
     "StalledRequestError",
     "Supervisor",
+    "ToolCall",
     "UnrecordedRequestError",
     "UnscriptedRequestError",
     "Usage",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,7 @@ from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
 from .runtime._context import AgentScope, current_agent, inherit_context_in_threads
-from .runtime._models import Decision, ModelCall, Usage
+from .runtime._models import Decision, ModelCall, ToolCall, Usage
 from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
 from .runtime.budget import UNATTRIBUTED, BudgetPool, PriceUnknownError
 from .runtime.clock import VirtualClock
@@ -233,7 +233,11 @@ class Flow:
             return
         try:
             call = parse_interaction(
-                exchange.request, exchange.response, agent=exchange.agent, latency_s=latency
+                exchange.request,
+                exchange.response,
+                agent=exchange.agent,
+                latency_s=latency,
+                scrub=self.redactor.scrub_data if self.redactor.scrubs_data else None,
             )
         except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
             from .errors import CassetteError
@@ -256,6 +260,8 @@ class Flow:
             if exchange.cancelled:
                 fields["cancelled"] = True
             self.log.record("model_call", **fields)
+        for tool in call.tool_calls:
+            self.log.record("tool_call", agent=tool.agent, tool=tool.name, arguments=tool.arguments)
 
     def effective_latency(self, latency_s: float) -> float:
         """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
@@ -333,6 +339,19 @@ class Flow:
         return dict(sorted(out.items()))
 
     @property
+    def tool_calls(self) -> list[ToolCall]:
+        """Every tool call the flow's models asked for, in ledger order (then the order of each response);
+        each one's ``agent`` is the agent of the model call that asked for it."""
+        return [tool for call in self.calls for tool in call.tool_calls]
+
+    def calls_of(self, agent: str | None) -> list[ModelCall]:
+        """The model calls made by ``agent`` (``None``: calls made outside any agent), in ledger order.
+
+        Use it to check what an agent was given: ``agentflow.calls_of("writer")[0].input_text``.
+        """
+        return [call for call in self.calls if call.agent == agent]
+
+    @property
     def decisions(self) -> list[Decision]:
         """The decision log's entries, in order."""
         return self.log.decisions
@@ -369,9 +388,14 @@ class Flow:
         """Fail unless total spend is within ``usd`` (US dollars) and ``tokens`` (input + output).
 
         Raises:
-            AssertionError: when over a cap; the message gives spend per agent.
+            AssertionError: when over a cap (the message gives spend per agent), or when a cap is set and
+                a model call reported no usage (``ModelCall.usage_reported`` is ``False``: a chat stream
+                without ``stream_options={"include_usage": True}``), so its tokens and price are unknown;
+                the message names each such call and the fix.
             UsageError: when ``usd`` is set but a call's model has no known price (genai-prices).
         """
+        if usd is not None or tokens is not None:
+            self._check_usage_reported()
         usage = self.usage
         problems = []
         if usd is not None:
@@ -391,6 +415,87 @@ class Flow:
                 f"{self.test_id}: agent budget exceeded: {'; '.join(problems)}.\n"
                 f"Spend per agent:\n{self.spend_table()}"
             )
+
+    def _check_usage_reported(self) -> None:
+        blind = [(i, c) for i, c in enumerate(self.calls) if not c.usage_reported]
+        if not blind:
+            return
+        rows = "\n".join(
+            f"  call {i + 1}: agent {c.agent or UNATTRIBUTED}, {c.api or c.provider} {c.model}"
+            + (", streamed" if c.streamed else "")
+            for i, c in blind
+        )
+        raise AssertionError(
+            f"{self.test_id}: cannot check the agent budget: {len(blind)} model call(s) reported no usage, "
+            "so their tokens and price are unknown (the response carried no usage; the price list is not "
+            f"the problem):\n{rows}\n"
+            "Fix: ask the API for usage. For a chat completions stream pass "
+            'stream_options={"include_usage": True} to client.chat.completions.create(..., stream=True), '
+            "then re-record the cassette (pytest --record-agents=all)."
+        )
+
+    def assert_tool_calls(
+        self,
+        expected: Sequence[str | tuple[str, dict[str, Any] | str] | ToolCall],
+        *,
+        agent: str | None = None,
+        mode: str = "strict",
+        args: str = "exact",
+    ) -> None:
+        """Fail unless the flow's tool calls (of ``agent``, or of every agent) match ``expected``.
+
+        The modes are LangChain agentevals' trajectory-match terms, read as *actual relative to expected*:
+        ``mode="strict"`` same calls in the same order; ``"unordered"`` same calls in any order;
+        ``"subset"`` the agent called nothing beyond the expected calls; ``"superset"`` it called at least
+        them. ``args="exact"`` equal arguments; ``"ignore"`` names only; ``"subset"`` each actual argument
+        object is contained in the expected one; ``"superset"`` the actual arguments contain the expected
+        keys and values (top-level keys compared).
+
+        Args:
+            expected: Tool names (any arguments), ``(name, arguments)`` pairs, or :class:`ToolCall` s (an
+                ``id`` / ``agent`` of ``None`` matches any).
+            agent: Only the tool calls asked for by this agent's model calls (``None``: all of them).
+            mode: ``"strict"`` | ``"unordered"`` | ``"subset"`` | ``"superset"``.
+            args: ``"exact"`` | ``"ignore"`` | ``"subset"`` | ``"superset"``.
+
+        Raises:
+            AssertionError: on a mismatch; the message shows why, the expected calls and the actual calls
+                per agent.
+            UsageError: for an unknown ``mode`` / ``args`` or an expected item of another shape.
+        """
+        from .runtime import _trajectory as tr
+
+        if mode not in tr.MODES:
+            raise UsageError(
+                f"{self.test_id}: assert_tool_calls(mode={mode!r}): use one of {', '.join(tr.MODES)}"
+            )
+        if args not in tr.ARG_MODES:
+            raise UsageError(
+                f"{self.test_id}: assert_tool_calls(args={args!r}): use one of {', '.join(tr.ARG_MODES)}"
+            )
+        wanted = tr.expected_calls(expected, self.test_id)
+        every = self.tool_calls
+        actual = every if agent is None else [t for t in every if t.agent == agent]
+        why = tr.mismatch(wanted, actual, mode, args)
+        if why is None:
+            return
+        scope = "every agent" if agent is None else f"agent {agent!r}"
+        lines = [
+            f"{self.test_id}: tool calls of {scope} do not match (mode={mode!r}, args={args!r})",
+            "why: " + why.replace("\n", "\n     "),
+            f"expected ({len(wanted)}):",
+            *(f"  {i + 1}. {e.describe()}" for i, e in enumerate(wanted)),
+            "actual, per agent:",
+        ]
+        by_agent: dict[str, list[ToolCall]] = {}
+        for tool in actual:
+            by_agent.setdefault(tool.agent or UNATTRIBUTED, []).append(tool)
+        for name, tools in by_agent.items():
+            lines.append(f"  {name} ({len(tools)}):")
+            lines += [f"    {i + 1}. {tr.describe(t)}" for i, t in enumerate(tools)]
+        if not by_agent:
+            lines.append("  (no tool calls)")
+        raise AssertionError("\n".join(lines))
 
     def assert_deadline(self, seconds: float) -> None:
         """Fail when the flow's virtual elapsed time exceeds ``seconds``.

@@ -1,7 +1,8 @@
 """Framework integrations: a framework's own runs named and logged in the flow, with no glue code.
 
 Layer 7 of the package (see ``docs/reference.md``, "Package map"). Each integration is a small adapter on
-its framework's official extension API (openai-agents: a tracing processor), switched on for one flow
+its framework's official extension API (openai-agents: a tracing processor; OpenTelemetry: a span
+processor), switched on for one flow
 and off at its end. :func:`enabled` switches on every integration whose framework is *already imported*
 (``sys.modules``): importing the plugin never imports a framework, and a suite that does not use one pays
 nothing. The ``agentflow`` fixture calls it for every flow (ini ``agentflows_integrations``).
@@ -28,6 +29,7 @@ __all__ = ["INTEGRATIONS", "enabled"]
 
 INTEGRATIONS: dict[str, tuple[str, str]] = {
     "openai_agents": ("agents", ".openai_agents"),
+    "otel": ("opentelemetry.sdk.trace", ".otel"),
 }
 """Integration name -> (the framework's top-level module, our adapter module)."""
 
