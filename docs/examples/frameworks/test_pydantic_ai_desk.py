@@ -27,7 +27,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 # --8<-- [start:setup]
 @pytest.fixture(scope="session", autouse=True)
 def tracer_provider() -> Any:
-    """An OpenTelemetry SDK tracer provider: without one, no span is recorded (logfire.configure() sets one)."""
+    """An OpenTelemetry SDK tracer provider: with none, no span is recorded (logfire.configure() sets one)."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(TracerProvider())
     return trace.get_tracer_provider()
