@@ -48,9 +48,12 @@ class Flow:
         record_model_calls: Whether each model call also appears in the decision log as ``model_call``.
         save_on_failure: Save what the flow recorded even when it failed (see :meth:`mark_failed`); by
             default a failed recording leaves the cassette file as it was.
+        match_ignore: JSON paths of request bodies left out of matching (``"messages.*.tool_call_id"``;
+            ``*`` matches any key or list index), beside the built-in normalisation: UUID-shaped strings
+            numbered by first appearance, tool lists compared in any order.
 
     Raises:
-        UsageError: for an unknown record mode or latency mode.
+        UsageError: for an unknown record mode or latency mode, or a malformed ``match_ignore`` path.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Flow:
         log_path: str | os.PathLike[str] | None = None,
         record_model_calls: bool = True,
         save_on_failure: bool = False,
+        match_ignore: tuple[str, ...] | list[str] = (),
     ) -> None:
         if latency not in ("recorded", "zero"):
             raise UsageError(f"{test_id}: latency must be 'recorded' or 'zero', got {latency!r}")
@@ -87,6 +91,15 @@ class Flow:
         """The flow's :class:`DecisionLog` (``agentflow.log.record("route", chosen=...)``)."""
         self.record_model_calls = record_model_calls
         self.save_on_failure = save_on_failure
+        self.match_ignore: tuple[str, ...] = tuple(match_ignore)
+        """JSON paths of request bodies left out of matching."""
+        from .cassette._keys import parse_path
+
+        for path in self.match_ignore:
+            try:
+                parse_path(path)
+            except ValueError as exc:
+                raise UsageError(f"{test_id}: {exc}") from None
         self.discarded: tuple[str, int] | None = None
         """``(reason, interactions)`` when a failed recording was not saved to the cassette, else ``None``."""
         self._simulated: Callable[[str | None], float | None] | None = None
@@ -126,6 +139,7 @@ class Flow:
                     test_id=self.test_id,
                     redactor=self.redactor,
                     save_on_failure=self.save_on_failure,
+                    match_ignore=self.match_ignore,
                 )
                 stack.callback(self._note_discarded, recorder)
                 self._cassette = stack.enter_context(recorder)

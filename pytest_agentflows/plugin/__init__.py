@@ -37,9 +37,11 @@ WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
 MARKERS = (
-    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None): per-test cassette file "
-    "name, record mode override ('none', 'new', 'all'), latency replay ('recorded' or 'zero') and whether a "
-    "failing test's recording is saved anyway (default: ini agentflows_save_on_failure, false).",
+    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, match_ignore=()): "
+    "per-test cassette file name, record mode override ('none', 'new', 'all'), latency replay ('recorded' "
+    "or 'zero'), whether a failing test's recording is saved anyway (default: ini "
+    "agentflows_save_on_failure, false) and JSON paths of request bodies left out of matching "
+    "(e.g. ['messages.*.tool_call_id']).",
     "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; "
     "input + output tokens); the test fails when the flow spends more, with spend per agent.",
     "agent_deadline(seconds): the test fails when the flow's virtual elapsed time exceeds seconds.",
@@ -105,6 +107,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
     )
     parser.addini("agentflows_redact_headers", "extra header names to scrub from cassettes", type="linelist")
+    parser.addini(
+        "agentflows_match_ignore",
+        "JSON paths of request bodies left out of matching, one per line ('*': any key or index), e.g. "
+        "messages.*.tool_call_id",
+        type="linelist",
+    )
     parser.addini(
         "agentflows_telemetry_urls",
         "extra URL prefixes of framework telemetry, answered locally with an empty 200 and never recorded "
@@ -235,6 +243,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         redactor=Redactor(headers=options.redact_headers, body_keys=options.redact_body_keys),
         test_id=item.nodeid,
         save_on_failure=options.save_on_failure,
+        match_ignore=options.match_ignore,
     )
     _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
