@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         handoff,
     )
     from .patterns.resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
-    from .runtime._models import AgentResult, Decision, ModelCall, Usage
+    from .runtime._models import AgentResult, Decision, Message, ModelCall, ToolCall, Usage
     from .runtime.agents import agent, current_agent
     from .runtime.budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
     from .runtime.clock import RealClock, VirtualClock
@@ -86,6 +86,7 @@ _EXPORTS: dict[str, str] = {
     "HandoffError": ".errors",
     "Interaction": ".cassette._load",
     "load_cassette": ".cassette._load",
+    "Message": ".runtime._models",
     "ModelCall": ".runtime._models",
     "Orchestrator": ".patterns",
     "Pipeline": ".patterns",
@@ -103,6 +104,7 @@ _EXPORTS: dict[str, str] = {
     "StalledRequestError": ".testing.faults",
     "Supervisor": ".patterns",
     "Task": ".patterns",
+    "ToolCall": ".runtime._models",
     "Tracer": ".patterns",
     "UnrecordedRequestError": ".errors",
     "UnscriptedRequestError": ".testing.scripted",
@@ -140,6 +142,7 @@ __all__ = [
     "HandoffContract",
     "HandoffError",
     "Interaction",
+    "Message",
     "ModelCall",
     "Orchestrator",
     "Pipeline",
@@ -157,6 +160,7 @@ __all__ = [
     "StalledRequestError",
     "Supervisor",
     "Task",
+    "ToolCall",
     "Tracer",
     "UnrecordedRequestError",
     "UnscriptedRequestError",

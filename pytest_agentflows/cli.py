@@ -2,7 +2,9 @@
 
 ``agentflows inspect CASSETTE...``
     A table of each cassette's interactions (agent, provider, model, input/output tokens, USD, recorded
-    latency in seconds, streamed) and its totals. Query strings and URL credentials are never printed.
+    latency in seconds, streamed) and its totals; under each model call, one ``tool call:`` line per tool
+    call it asked for (name and JSON arguments, cut to 100 characters). A call whose response reported no
+    usage shows ``no-usage`` as its USD. Query strings and URL credentials are never printed.
 
 ``agentflows redact [--check] [--header NAME] [--body-key KEY] [--query NAME] PATH...``
     Scrub secrets from existing cassettes in place, with the same rules the recorder applies (see
@@ -185,6 +187,7 @@ def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
             status = EXIT_ERROR
             continue
         rows = []
+        tools: dict[int, list[str]] = {}
         for it in cassette.interactions:
             call = it.call
             request = _request_label(it.method, it.uri, it.status)
@@ -201,26 +204,45 @@ def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
                         call.model,
                         f"{call.usage.input_tokens:,}",
                         f"{call.usage.output_tokens:,}",
-                        _usd(call.usage.cost_usd),
+                        _usd(call.usage.cost_usd) if call.usage_reported else "no-usage",
                         f"{call.latency_s:.3f}",
                         "yes" if call.streamed else "no",
                     ]
                 )
             rows[-1].append(request)
+            if call is not None and call.tool_calls:
+                tools[len(rows) - 1] = [_tool_label(t.name, t.arguments) for t in call.tool_calls]
         if n:
             print(file=out)
         print(f"{cassette.path}: {len(cassette.interactions)} interactions", file=out)
-        for line in _table(INSPECT_COLUMNS, rows, left=frozenset({1, 2, 3, 8})):
+        header, *lines = _table(INSPECT_COLUMNS, rows, left=frozenset({1, 2, 3, 8}))
+        print(f"  {header}", file=out)
+        for i, line in enumerate(lines):
             print(f"  {line}", file=out)
+            for label in tools.get(i, ()):
+                print(f"      tool call: {label}", file=out)
         usage = cassette.usage
         latency = sum(c.latency_s for c in cassette.calls)
         print(
             f"total: {len(cassette.interactions)} interactions, {len(cassette.calls)} model calls, "
             f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, {_usd(usage.cost_usd)}, "
-            f"{latency:.3f} s recorded latency",
+            f"{latency:.3f} s recorded latency"
+            + (
+                f", {n_tools} tool calls"
+                if (n_tools := sum(len(c.tool_calls) for c in cassette.calls))
+                else ""
+            ),
             file=out,
         )
     return status
+
+
+def _tool_label(name: str, arguments: Any, width: int = 100) -> str:
+    text = (
+        arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False, sort_keys=True)
+    )
+    label = f"{name} {text}"
+    return label if len(label) <= width else label[: width - 3] + "..."
 
 
 # -- redact ----------------------------------------------------------------------------------------------

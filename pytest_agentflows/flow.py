@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
 from .runtime._binding import bind
 from .runtime._context import AgentScope, IdSource, current_agent, current_scope, inherit_context_in_threads
-from .runtime._models import Decision, ModelCall, Usage
+from .runtime._models import Decision, ModelCall, ToolCall, Usage
 from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
 from .runtime.budget import (
     UNATTRIBUTED,
@@ -56,9 +56,12 @@ class Flow:
         record_model_calls: Whether each model call also appears in the decision log as ``model_call``.
         save_on_failure: Save what the flow recorded even when it failed (see :meth:`mark_failed`); by
             default a failed recording leaves the cassette file as it was.
+        match_ignore: JSON paths of request bodies left out of matching (``"messages.*.tool_call_id"``;
+            ``*`` matches any key or list index), beside the built-in normalisation: UUID-shaped strings
+            numbered by first appearance, tool lists compared in any order.
 
     Raises:
-        UsageError: for an unknown record mode or latency mode.
+        UsageError: for an unknown record mode or latency mode, or a malformed ``match_ignore`` path.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Flow:
         log_path: str | os.PathLike[str] | None = None,
         record_model_calls: bool = True,
         save_on_failure: bool = False,
+        match_ignore: tuple[str, ...] | list[str] = (),
     ) -> None:
         if latency not in ("recorded", "zero"):
             raise UsageError(f"{test_id}: latency must be 'recorded' or 'zero', got {latency!r}")
@@ -101,6 +105,15 @@ class Flow:
         """Model requests refused before they were sent because a budget cap was already spent."""
         self.record_model_calls = record_model_calls
         self.save_on_failure = save_on_failure
+        self.match_ignore: tuple[str, ...] = tuple(match_ignore)
+        """JSON paths of request bodies left out of matching."""
+        from .cassette._keys import parse_path
+
+        for path in self.match_ignore:
+            try:
+                parse_path(path)
+            except ValueError as exc:
+                raise UsageError(f"{test_id}: {exc}") from None
         self.discarded: tuple[str, int] | None = None
         """``(reason, interactions)`` when a failed recording was not saved to the cassette, else ``None``."""
         self._simulated: Callable[[str | None], float | None] | None = None
@@ -123,8 +136,11 @@ class Flow:
         Raises:
             CassetteError: when the cassette exists but cannot be read (the file is left untouched).
         """
+        from .cassette._telemetry import telemetry_guard
+
         with ExitStack() as stack:
             stack.callback(self._deactivated)
+            stack.callback(telemetry_guard.hold())  # framework telemetry: answered here, never recorded
             stack.enter_context(inherit_context_in_threads())
             stack.enter_context(bind(self))  # app-made BudgetPool/Deadline/DecisionLog/patterns bind to it
             if self.cassette_path is not None:
@@ -138,6 +154,7 @@ class Flow:
                     test_id=self.test_id,
                     redactor=self.redactor,
                     save_on_failure=self.save_on_failure,
+                    match_ignore=self.match_ignore,
                 )
                 stack.callback(self._note_discarded, recorder)
                 self._cassette = stack.enter_context(recorder)
@@ -276,7 +293,11 @@ class Flow:
             return
         try:
             call = parse_interaction(
-                exchange.request, exchange.response, agent=exchange.agent, latency_s=latency
+                exchange.request,
+                exchange.response,
+                agent=exchange.agent,
+                latency_s=latency,
+                scrub=self.redactor.scrub_data if self.redactor.scrubs_data else None,
             )
         except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
             from .errors import CassetteError
@@ -307,6 +328,8 @@ class Flow:
             if exchange.cancelled:
                 fields["cancelled"] = True
             self.log._record("model_call", fields, id=call.id)
+        for tool in call.tool_calls:
+            self.log.record("tool_call", agent=tool.agent, tool=tool.name, arguments=tool.arguments)
 
     def effective_latency(self, latency_s: float) -> float:
         """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
@@ -386,6 +409,19 @@ class Flow:
         return dict(sorted(out.items()))
 
     @property
+    def tool_calls(self) -> list[ToolCall]:
+        """Every tool call the flow's models asked for, in ledger order (then the order of each response);
+        each one's ``agent`` is the agent of the model call that asked for it."""
+        return [tool for call in self.calls for tool in call.tool_calls]
+
+    def calls_of(self, agent: str | None) -> list[ModelCall]:
+        """The model calls made by ``agent`` (``None``: calls made outside any agent), in ledger order.
+
+        Use it to check what an agent was given: ``agentflow.calls_of("writer")[0].input_text``.
+        """
+        return [call for call in self.calls if call.agent == agent]
+
+    @property
     def decisions(self) -> list[Decision]:
         """The decision log's entries, in order."""
         return self.log.decisions
@@ -422,9 +458,14 @@ class Flow:
         """Fail unless total spend is within ``usd`` (US dollars) and ``tokens`` (input + output).
 
         Raises:
-            AssertionError: when over a cap; the message gives spend per agent.
+            AssertionError: when over a cap (the message gives spend per agent), or when a cap is set and
+                a model call reported no usage (``ModelCall.usage_reported`` is ``False``: a chat stream
+                without ``stream_options={"include_usage": True}``), so its tokens and price are unknown;
+                the message names each such call and the fix.
             UsageError: when ``usd`` is set but a call's model has no known price (genai-prices).
         """
+        if usd is not None or tokens is not None:
+            self._check_usage_reported()
         usage = self.usage
         problems = []
         if usd is not None:
@@ -444,6 +485,87 @@ class Flow:
                 f"{self.test_id}: agent budget exceeded: {'; '.join(problems)}.\n"
                 f"Spend per agent:\n{self.spend_table()}"
             )
+
+    def _check_usage_reported(self) -> None:
+        blind = [(i, c) for i, c in enumerate(self.calls) if not c.usage_reported]
+        if not blind:
+            return
+        rows = "\n".join(
+            f"  call {i + 1}: agent {c.agent or UNATTRIBUTED}, {c.api or c.provider} {c.model}"
+            + (", streamed" if c.streamed else "")
+            for i, c in blind
+        )
+        raise AssertionError(
+            f"{self.test_id}: cannot check the agent budget: {len(blind)} model call(s) reported no usage, "
+            "so their tokens and price are unknown (the response carried no usage; the price list is not "
+            f"the problem):\n{rows}\n"
+            "Fix: ask the API for usage. For a chat completions stream pass "
+            'stream_options={"include_usage": True} to client.chat.completions.create(..., stream=True), '
+            "then re-record the cassette (pytest --record-agents=all)."
+        )
+
+    def assert_tool_calls(
+        self,
+        expected: Sequence[str | tuple[str, dict[str, Any] | str] | ToolCall],
+        *,
+        agent: str | None = None,
+        mode: str = "strict",
+        args: str = "exact",
+    ) -> None:
+        """Fail unless the flow's tool calls (of ``agent``, or of every agent) match ``expected``.
+
+        The modes are LangChain agentevals' trajectory-match terms, read as *actual relative to expected*:
+        ``mode="strict"`` same calls in the same order; ``"unordered"`` same calls in any order;
+        ``"subset"`` the agent called nothing beyond the expected calls; ``"superset"`` it called at least
+        them. ``args="exact"`` equal arguments; ``"ignore"`` names only; ``"subset"`` each actual argument
+        object is contained in the expected one; ``"superset"`` the actual arguments contain the expected
+        keys and values (top-level keys compared).
+
+        Args:
+            expected: Tool names (any arguments), ``(name, arguments)`` pairs, or :class:`ToolCall` s (an
+                ``id`` / ``agent`` of ``None`` matches any).
+            agent: Only the tool calls asked for by this agent's model calls (``None``: all of them).
+            mode: ``"strict"`` | ``"unordered"`` | ``"subset"`` | ``"superset"``.
+            args: ``"exact"`` | ``"ignore"`` | ``"subset"`` | ``"superset"``.
+
+        Raises:
+            AssertionError: on a mismatch; the message shows why, the expected calls and the actual calls
+                per agent.
+            UsageError: for an unknown ``mode`` / ``args`` or an expected item of another shape.
+        """
+        from .runtime import _trajectory as tr
+
+        if mode not in tr.MODES:
+            raise UsageError(
+                f"{self.test_id}: assert_tool_calls(mode={mode!r}): use one of {', '.join(tr.MODES)}"
+            )
+        if args not in tr.ARG_MODES:
+            raise UsageError(
+                f"{self.test_id}: assert_tool_calls(args={args!r}): use one of {', '.join(tr.ARG_MODES)}"
+            )
+        wanted = tr.expected_calls(expected, self.test_id)
+        every = self.tool_calls
+        actual = every if agent is None else [t for t in every if t.agent == agent]
+        why = tr.mismatch(wanted, actual, mode, args)
+        if why is None:
+            return
+        scope = "every agent" if agent is None else f"agent {agent!r}"
+        lines = [
+            f"{self.test_id}: tool calls of {scope} do not match (mode={mode!r}, args={args!r})",
+            "why: " + why.replace("\n", "\n     "),
+            f"expected ({len(wanted)}):",
+            *(f"  {i + 1}. {e.describe()}" for i, e in enumerate(wanted)),
+            "actual, per agent:",
+        ]
+        by_agent: dict[str, list[ToolCall]] = {}
+        for tool in actual:
+            by_agent.setdefault(tool.agent or UNATTRIBUTED, []).append(tool)
+        for name, tools in by_agent.items():
+            lines.append(f"  {name} ({len(tools)}):")
+            lines += [f"    {i + 1}. {tr.describe(t)}" for i, t in enumerate(tools)]
+        if not by_agent:
+            lines.append("  (no tool calls)")
+        raise AssertionError("\n".join(lines))
 
     def assert_deadline(self, seconds: float) -> None:
         """Fail when the flow's virtual elapsed time exceeds ``seconds``.

@@ -93,6 +93,10 @@ class Span(BaseModel):
     """Whether the response was a server-sent-event stream."""
     replayed: bool
     """``True`` when served from the cassette, ``False`` when recorded from the network in this run."""
+    tool_calls: list[str] = Field(default_factory=list)
+    """Names of the tool calls the response asked for, in order (a tool-call turn when not empty)."""
+    usage_reported: bool = True
+    """``False`` when the response carried no usage (tokens 0, price unknown; see ``ModelCall``)."""
 
     @property
     def latency_s(self) -> float:
@@ -115,6 +119,8 @@ class Span(BaseModel):
             cost_usd=call.usage.cost_usd,
             streamed=call.streamed,
             replayed=call.replayed,
+            tool_calls=[t.name for t in call.tool_calls],
+            usage_reported=call.usage_reported,
         )
 
 

@@ -74,7 +74,9 @@ def test_inspect_third_party_cassettes(path: Path, capsys: pytest.CaptureFixture
         "streamed",
         "request",
     ]
-    body = lines[2:-1]
+    tool_lines = [line for line in lines if line.startswith("      tool call: ")]
+    assert len(tool_lines) == sum(len(c.tool_calls) for c in cassette.calls)
+    body = [line for line in lines[2:-1] if not line.startswith("      tool call: ")]
     assert len(body) == len(cassette)
     for line, interaction in zip(body, cassette.interactions, strict=True):
         cells = line.split()
@@ -93,10 +95,12 @@ def test_inspect_third_party_cassettes(path: Path, capsys: pytest.CaptureFixture
             assert cells[2:4] == ["-", "-"]
     usage = cassette.usage
     cost = "$?" if usage.cost_usd is None else f"${usage.cost_usd:.6f}"
+    n_tools = sum(len(c.tool_calls) for c in cassette.calls)
     assert lines[-1] == (
         f"total: {len(cassette)} interactions, {len(cassette.calls)} model calls, {usage.input_tokens:,} input + "
         f"{usage.output_tokens:,} output tokens, {cost}, "
         f"{sum(c.latency_s for c in cassette.calls):.3f} s recorded latency"
+        + (f", {n_tools} tool calls" if n_tools else "")
     )
 
 

@@ -122,8 +122,8 @@ def test_readme_set_up_commands_match_ci() -> None:
     assert readme.index("## Quick start") < readme.index("## Set-up commands")
     main_job = _code(_section(readme, "Run the example suite (main job)"), "bash")
     own_tests = _code(_section(readme, "Run the project's own tests"), "bash")
-    assert main_job == ["pip install -e '.[dev]' && pytest docs/examples --agentflows-report\n"]
-    assert own_tests == ["pip install -e '.[dev]' && pytest -n 2 -q\n"]
+    assert main_job == ["pip install -e '.[dev,frameworks]' && pytest docs/examples --agentflows-report\n"]
+    assert own_tests == ["pip install -e '.[dev,frameworks]' && pytest -n 2 -q\n"]
     pytest_args = shlex.split(own_tests[0].split("&&")[1])[1:]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     runs = [shlex.split(line.split("&&")[1]) for line in ci.splitlines() if "&&" in line and "pytest" in line]

@@ -1,5 +1,5 @@
 """No cost when unused: importing the plugin, or running tests that use none of its fixtures, loads no
-heavy dependency (vcrpy, syrupy, the SDKs, genai-prices, looptime, httpx2).
+heavy dependency (vcrpy, syrupy, the SDKs, genai-prices, looptime, httpx2, an agent framework).
 
 Each check runs in a fresh interpreter: this test session itself imports all of them (``conftest.py``).
 """
@@ -21,6 +21,13 @@ HEAVY = (
     "genai_prices",
     "looptime",
     "httpx2",
+    # agent frameworks: an integration switches on only when its framework is already imported
+    "agents",
+    "pydantic_ai",
+    "opentelemetry",
+    "langgraph",
+    "langchain_core",
+    "crewai",
     # our own modules that only a session with a flow (or a report option) needs
     "pytest_agentflows.flow",
     "pytest_agentflows.report",

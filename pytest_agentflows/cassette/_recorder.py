@@ -39,7 +39,7 @@ from vcr.cassette import Cassette as _VcrCassette
 from ..errors import CassetteError, UnrecordedRequestError
 from ..providers._body import BodyError
 from ..runtime._context import current_agent
-from ._keys import RequestKey, nearest_diff, request_key
+from ._keys import RequestKey, nearest_diff, normalisation_note, parse_path, request_key
 from ._modes import RecordMode
 from ._redact import Redactor
 from ._store import GuardedPersister
@@ -105,9 +105,12 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         agentflows_listener: ExchangeListener | None = None,
         agentflows_redactor: Redactor | None = None,
         agentflows_clock_now: Callable[[], float] = lambda: 0.0,
+        agentflows_match_ignore: tuple[tuple[str, ...], ...] = (),
         **kwargs: Any,
     ) -> None:
         self.mode = agentflows_mode
+        self.ignore_paths = agentflows_match_ignore
+        """Parsed ``match_ignore`` JSON paths left out of request bodies for matching."""
         self.test_id = agentflows_test
         self.listener = agentflows_listener
         self.redactor = agentflows_redactor or Redactor()
@@ -188,7 +191,11 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         """
         if redacted:
             return request_key(
-                request.method, request.uri, request.body_bytes, secret_query=self.redactor.query_keys
+                request.method,
+                request.uri,
+                request.body_bytes,
+                secret_query=self.redactor.query_keys,
+                ignore_paths=self.ignore_paths,
             )
         redactor = self.redactor
         body = request.body_bytes
@@ -203,7 +210,11 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             uri, scrubbed = redactor.scrub_url(request.uri), redactor.scrub_body(body)
             # the key of a stored request with these very bytes (the usual replay), else computed
             key = self._stored_keys.get((request.method, uri, scrubbed)) or request_key(
-                request.method, uri, scrubbed, secret_query=redactor.query_keys
+                request.method,
+                uri,
+                scrubbed,
+                secret_query=redactor.query_keys,
+                ignore_paths=self.ignore_paths,
             )
             if len(self._key_memo) >= 256:
                 self._key_memo.clear()
@@ -235,13 +246,17 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         else:
             reason = "no recorded interaction matches this method, URL and body (or all were used)"
         redacted = self.redactor.request(request)
+        diff = nearest_diff(key, recorded)
+        note = normalisation_note(redacted.body, self.ignore_paths) if diff else ""
+        if note:  # the diff shows both bodies as matching saw them
+            diff = f"(compared after normalising: {note})\n{diff}"
         error = UnrecordedRequestError(
             test=self.test_id,
             cassette=str(self._path),
             agent=current_agent.get(),
             method=request.method,
             url=redacted.uri,
-            diff=nearest_diff(key, recorded),
+            diff=diff,
             reason=reason,
         )
         self.misses.append(error)
@@ -574,6 +589,8 @@ class Recorder:
         test_id: Node id used in error messages.
         redactor: Secret scrubbing applied before anything is stored or matched.
         save_on_failure: Save the recording even when the block raises.
+        match_ignore: JSON paths (``"messages.*.tool_call_id"``, ``*`` for any key or index) left out of
+            request bodies when matching, beside the built-in normalisation (UUIDs, tool list order).
 
     When the block raises (or ``cassette.discard_reason`` is set), nothing is written: the file keeps its
     previous content (``cassette.discarded`` counts the interactions not saved).
@@ -591,6 +608,8 @@ class Recorder:
     redactor: Redactor = field(default_factory=Redactor)
     save_on_failure: bool = False
     """Save what was recorded even when the block raises (default: keep the file as it was)."""
+    match_ignore: tuple[str, ...] = ()
+    """JSON paths left out of request bodies when matching (see :func:`~._keys.parse_path`)."""
     cassette: FlowCassette | None = None
     _cm: Any = None
     _undo: list[Callable[[], None]] = field(default_factory=list)
@@ -621,6 +640,7 @@ class Recorder:
             agentflows_listener=self.listener,
             agentflows_redactor=redactor,
             agentflows_clock_now=self.clock.now,
+            agentflows_match_ignore=tuple(parse_path(path) for path in self.match_ignore),
         )
         self.cassette = self._cm.__enter__()
         try:

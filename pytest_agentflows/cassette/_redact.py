@@ -309,6 +309,27 @@ class Redactor:
             return type(value)(self.scrub_value(v) for v in value)
         return value
 
+    @property
+    def scrubs_data(self) -> bool:
+        """Whether :meth:`scrub_data` can change anything (secret values known, or body keys configured)."""
+        return bool(self._patterns or self._body_keys)
+
+    def scrub_data(self, value: Any) -> Any:
+        """Parsed content (message text, tool-call arguments) scrubbed as a cassette body is.
+
+        Args:
+            value: A plain JSON-like value (str, list, dict, ...).
+
+        Returns:
+            ``value`` with the configured body keys' values replaced by ``"<REDACTED>"`` and secret values
+            replaced in every string (:meth:`scrub_text`); ``value`` itself when there is nothing to scrub.
+        """
+        if not self.scrubs_data:
+            return value
+        if self._body_keys:
+            value = self._scrub_json(value)
+        return self.scrub_value(value)
+
     def _scrub_json(self, data: Any) -> Any:
         if isinstance(data, dict):
             out = {}

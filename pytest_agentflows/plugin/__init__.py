@@ -10,7 +10,7 @@ import contextlib
 import functools
 import inspect
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,6 +24,10 @@ ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
 _RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
 """Flow tests between fixture setup and their teardown report, by node id (see pytest_runtest_logreport)."""
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
+TELEMETRY_RELEASE_KEY = pytest.StashKey[Callable[[], None]]()
+"""Releases the session's hold of the telemetry guard (set by the first flow)."""
+INTEGRATIONS_KEY = pytest.StashKey["tuple[str, ...] | None"]()
+"""The integrations ini ``agentflows_integrations`` allows (``None``: all)."""
 CALL_KEY = pytest.StashKey[str]()
 """How the call phase of a flow test ended: ``"passed"`` or why not (read by the fixture's teardown)."""
 DISCARDED_KEY = pytest.StashKey[list[str]]()
@@ -33,9 +37,11 @@ WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
 MARKERS = (
-    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None): per-test cassette file "
-    "name, record mode override ('none', 'new', 'all'), latency replay ('recorded' or 'zero') and whether a "
-    "failing test's recording is saved anyway (default: ini agentflows_save_on_failure, false).",
+    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, match_ignore=()): "
+    "per-test cassette file name, record mode override ('none', 'new', 'all'), latency replay ('recorded' "
+    "or 'zero'), whether a failing test's recording is saved anyway (default: ini "
+    "agentflows_save_on_failure, false) and JSON paths of request bodies left out of matching "
+    "(e.g. ['messages.*.tool_call_id']).",
     "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; "
     "input + output tokens); the test fails when the flow spends more, with spend per agent.",
     "agent_deadline(seconds): the test fails when the flow's virtual elapsed time exceeds seconds.",
@@ -102,6 +108,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("agentflows_redact_headers", "extra header names to scrub from cassettes", type="linelist")
     parser.addini(
+        "agentflows_match_ignore",
+        "JSON paths of request bodies left out of matching, one per line ('*': any key or index), e.g. "
+        "messages.*.tool_call_id",
+        type="linelist",
+    )
+    parser.addini(
+        "agentflows_telemetry_urls",
+        "extra URL prefixes of framework telemetry, answered locally with an empty 200 and never recorded "
+        "(one per line; built in: openai-agents, CrewAI, OTLP /v1/traces|metrics|logs, logfire, LangSmith)",
+        type="linelist",
+    )
+    parser.addini(
+        "agentflows_integrations",
+        "framework integrations switched on in every flow when their framework is imported: 'auto' "
+        "(default: all), 'none', or names (openai_agents)",
+        default="auto",
+    )
+    parser.addini(
         "agentflows_redact_body_keys", "extra JSON body keys to scrub from cassettes", type="linelist"
     )
 
@@ -115,6 +139,18 @@ def pytest_configure(config: pytest.Config) -> None:
             f"ini agentflows_cassette_format = {fmt!r} is not a cassette format. "
             "Fix: set it to yaml (the default) or json."
         )
+    from ..errors import UsageError
+    from ..integrations import parse_names
+
+    try:
+        config.stash[INTEGRATIONS_KEY] = parse_names(
+            config.getini("agentflows_integrations"), where="ini agentflows_integrations"
+        )
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    from ..cassette._telemetry import telemetry_guard
+
+    telemetry_guard.add_urls(config.getini("agentflows_telemetry_urls"))
     config.stash[ROWS_KEY] = []
     config.stash[DISCARDED_KEY] = []
     _quiet_looptime_plugin(config)
@@ -207,6 +243,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         redactor=Redactor(headers=options.redact_headers, body_keys=options.redact_body_keys),
         test_id=item.nodeid,
         save_on_failure=options.save_on_failure,
+        match_ignore=options.match_ignore,
     )
     _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
@@ -220,6 +257,10 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
             unreadable = exc
         if unreadable is not None:  # the message names the file and the place: no traceback to read
             pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
+        from ..integrations import enabled
+
+        stack.enter_context(enabled(flow, item.config.stash.get(INTEGRATIONS_KEY, None)))
+        _hold_telemetry_for_the_session(item.config)
         yield flow
         ended = item.stash.get(CALL_KEY, "did not run to the end")
         if ended != "passed":
@@ -227,6 +268,22 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     if flow.discarded is not None:
         reason, count = flow.discarded
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
+
+
+def _hold_telemetry_for_the_session(config: pytest.Config) -> None:
+    """From the first flow on, framework telemetry is answered locally also between tests (a background
+    exporter's late post is neither sent nor blamed on the next test); released at ``pytest_unconfigure``."""
+    if TELEMETRY_RELEASE_KEY not in config.stash:
+        from ..cassette._telemetry import telemetry_guard
+
+        config.stash[TELEMETRY_RELEASE_KEY] = telemetry_guard.hold()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    release = config.stash.get(TELEMETRY_RELEASE_KEY, None)
+    if release is not None:
+        release()
+        del config.stash[TELEMETRY_RELEASE_KEY]
 
 
 def _discard_line(nodeid: str, flow: Flow, reason: str, count: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ..cassette._keys import parse_path
 from ..cassette._modes import RecordMode
 from ..errors import UsageError
 
@@ -40,6 +41,8 @@ class FlowOptions:
     """Extra JSON body keys to scrub (ini ``agentflows_redact_body_keys``)."""
     save_on_failure: bool = False
     """Save a failing test's recording (marker ``save_on_failure=``, ini ``agentflows_save_on_failure``)."""
+    match_ignore: tuple[str, ...] = ()
+    """JSON paths left out of matching (ini ``agentflows_match_ignore`` + marker ``match_ignore=``)."""
 
 
 _FIX = {
@@ -116,9 +119,12 @@ def check_markers(item: pytest.Item) -> None:
 
 
 def _marker_values(item: pytest.Item) -> dict[str, Any]:
-    marker, flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency", "save_on_failure"))
+    marker, flow = _marker_kwargs(
+        item, "agentflow", ("cassette", "record", "latency", "save_on_failure", "match_ignore")
+    )
     values: dict[str, Any] = {"cassette": None, "record": None, "latency": "recorded"}
     values["save_on_failure"] = None
+    values["match_ignore"] = ()
     if marker is not None:
         cassette = flow.get("cassette")
         if cassette is not None and (not isinstance(cassette, str | os.PathLike) or not os.fspath(cassette)):
@@ -142,6 +148,12 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         if save is not None and not isinstance(save, bool):
             raise _misuse(item, marker, f"save_on_failure must be True or False, got {save!r}")
         values["save_on_failure"] = save
+        ignore = flow.get("match_ignore") or ()
+        paths = [ignore] if isinstance(ignore, str) else ignore
+        try:
+            values["match_ignore"] = tuple(str(p) for p in paths if parse_path(p))
+        except (TypeError, ValueError) as exc:
+            raise _misuse(item, marker, f"match_ignore: {exc}") from None
     marker, budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
     values["usd"] = values["tokens"] = None
     if marker is not None:
@@ -223,4 +235,5 @@ def resolve(item: pytest.Item) -> FlowOptions:
         redact_headers=tuple(config.getini("agentflows_redact_headers")),
         redact_body_keys=tuple(config.getini("agentflows_redact_body_keys")),
         save_on_failure=save_on_failure,
+        match_ignore=tuple(config.getini("agentflows_match_ignore")) + values["match_ignore"],
     )

@@ -231,10 +231,15 @@ def _short(text: str, limit: int = 26) -> str:
 
 def _span_title(span: Span) -> str:
     how = ("replayed" if span.replayed else "recorded") + (", streamed" if span.streamed else "")
+    spend = (
+        f"{span.input_tokens:,} in + {span.output_tokens:,} out tokens, {usd(span.cost_usd)}"
+        if span.usage_reported
+        else "usage not reported (tokens and price unknown)"
+    )
+    tools = f", tool calls: {', '.join(span.tool_calls)}" if span.tool_calls else ""
     return (
         f"#{span.index} {span.agent}: {span.provider} {span.model}, {span.start_s:.3f}-{span.end_s:.3f} s "
-        f"({span.latency_s:.3f} s), {span.input_tokens:,} in + {span.output_tokens:,} out tokens, "
-        f"{usd(span.cost_usd)}, {how}"
+        f"({span.latency_s:.3f} s), {spend}, {how}{tools}"
     )
 
 
@@ -244,7 +249,8 @@ def timeline_svg(row: FlowRow) -> str:
     One row per agent (in order of first call; overlapping calls of one agent get extra lanes), one bar
     per model call from its start to its end in virtual seconds, a time axis below, and the deadline as a
     dashed line when the flow reached it. Hover a bar for its details (``<title>``). Recorded (not
-    replayed) calls have a dashed outline.
+    replayed) calls have a dashed outline; a tool-call turn (a response asking for tools) has class
+    ``call tool`` and a diamond at its end; a call that reported no usage has class ``nousage`` (hatched).
     """
     label = escape(f"timeline of {row.test}", quote=True)
     if not row.spans:
@@ -280,11 +286,24 @@ def timeline_svg(row: FlowRow) -> str:
             for span in lane:
                 width = max(plot_w * (span.end_s - span.start_s) / t_max, 1.5)
                 dash = "" if span.replayed else ' stroke="#222" stroke-dasharray="3 2"'
-                bars.append(
-                    f'<rect class="call" x="{x(span.start_s)}" y="{top}" width="{_num(width)}" '
-                    f'height="{_LANE}" rx="2" fill="{colour}"{dash}>'
-                    f"<title>{escape(_span_title(span))}</title></rect>"
+                cls = (
+                    "call"
+                    + (" tool" if span.tool_calls else "")
+                    + ("" if span.usage_reported else " nousage")
                 )
+                title = f"<title>{escape(_span_title(span))}</title>"
+                bars.append(
+                    f'<rect class="{cls}" x="{x(span.start_s)}" y="{top}" width="{_num(width)}" '
+                    f'height="{_LANE}" rx="2" fill="{colour}"{dash}>{title}</rect>'
+                )
+                if span.tool_calls:
+                    end = float(x(span.start_s)) + width
+                    mid, half = top + _LANE / 2, _LANE / 2
+                    h, nh = _num(half), _num(-half)
+                    bars.append(
+                        f'<path class="tool-mark" d="M{_num(end)} {_num(mid - half)} l{h} {h} l{nh} {h} '
+                        f'l{nh} {nh} z">{title}</path>'
+                    )
         y += row_h
     axis_y = y + 4
     step = _tick_step(t_max)
@@ -322,6 +341,7 @@ svg.timeline{display:block;max-width:100%;height:auto;font-size:11px}
 svg .band{fill:#ffffff}svg .band.alt{fill:#f6f8fa}svg .agent{fill:#1f2328}
 svg .axis{stroke:#57606a}svg .tick{stroke:#d0d7de;fill:#57606a}svg text.tick{stroke:none}
 svg .deadline{stroke:#cf222e;stroke-width:2;stroke-dasharray:6 3}svg .empty{fill:#57606a}
+svg .tool-mark{fill:#1f2328;stroke:#fff;stroke-width:1}svg .call.nousage{fill-opacity:.35;stroke:#cf222e}
 pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
 """.strip()
 

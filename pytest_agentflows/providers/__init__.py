@@ -14,10 +14,10 @@ Token counts are the response's own usage fields (see each adapter module); the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..runtime._models import ModelCall, Usage
+from ..runtime._models import Message, ModelCall, Usage
 from ._base import ParsedCall, ProviderAdapter
 from ._body import BodyError, header_value, json_or_none, normalise_request, normalise_response
 from ._pricing import price_time_from_date_header, price_usd
@@ -137,14 +137,17 @@ def call_from_normalised(
     *,
     agent: str | None = None,
     latency_s: float = 0.0,
+    scrub: Callable[[Any], Any] | None = None,
 ) -> ModelCall | None:
     """:func:`parse_interaction` for dicts already in normal form (as :class:`Interaction` holds them).
 
     Args:
         request: Normalised request dict.
         response: Normalised response dict.
-        agent: Agent name to record on the call.
+        agent: Agent name to record on the call (and on its tool calls).
         latency_s: Recorded latency in seconds.
+        scrub: Applied to every message text, the output text and each tool call's arguments (the
+            flow's ``Redactor.scrub_data``), or ``None``.
 
     Returns:
         The call, or ``None`` (see :func:`parse_normalised`).
@@ -177,6 +180,15 @@ def call_from_normalised(
         cache_read_tokens=parsed.cache_read_tokens,
         cache_write_tokens=parsed.cache_write_tokens,
     )
+    messages = parsed.input_messages
+    tools = parsed.tool_calls
+    text = parsed.text or ""
+    if scrub is not None:
+        messages = tuple(Message.model_construct(role=m.role, text=scrub(m.text)) for m in messages)
+        text = scrub(text)
+        tools = tuple(t.model_copy(update={"arguments": scrub(t.arguments)}) for t in tools)
+    if agent is not None:
+        tools = tuple(t.model_copy(update={"agent": agent}) for t in tools)
     return ModelCall(
         agent=agent,
         provider=adapter.provider,
@@ -185,6 +197,11 @@ def call_from_normalised(
         latency_s=latency_s,
         streamed=streamed,
         api=adapter.name,
+        input_messages=list(messages),
+        output_text=text,
+        tool_calls=list(tools),
+        finish_reason=parsed.finish_reason,
+        usage_reported=parsed.usage_reported,
     )
 
 
@@ -194,6 +211,7 @@ def parse_interaction(
     *,
     agent: str | None = None,
     latency_s: float = 0.0,
+    scrub: Callable[[Any], Any] | None = None,
 ) -> ModelCall | None:
     """The :class:`ModelCall` of one recorded interaction, or ``None`` when it is not a model call.
 
@@ -203,8 +221,10 @@ def parse_interaction(
         response: vcrpy response dict: ``{"status": {"code": int, "message": str},
             "headers": {name: [value]}, "body": {"string": str | bytes}}``; gzip/deflate (and ``br`` with
             ``brotli`` installed) bodies are decoded according to ``Content-Encoding``.
-        agent: Agent name to record on the call.
+        agent: Agent name to record on the call (and on its tool calls).
         latency_s: Recorded latency in seconds.
+        scrub: Applied to every message text, the output text and each tool call's arguments, or
+            ``None`` (see :func:`call_from_normalised`).
 
     Returns:
         The call: provider, model as the response names it, usage from the response's own usage fields
@@ -217,7 +237,11 @@ def parse_interaction(
             decompress; ``.where`` names the field.
     """
     return call_from_normalised(
-        normalise_request(request), normalise_response(response), agent=agent, latency_s=latency_s
+        normalise_request(request),
+        normalise_response(response),
+        agent=agent,
+        latency_s=latency_s,
+        scrub=scrub,
     )
 
 

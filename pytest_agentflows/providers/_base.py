@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ..runtime._models import Message, ToolCall
 
 __all__ = ["ParsedCall", "ProviderAdapter", "as_int", "url_path"]
 
@@ -34,6 +37,12 @@ class ParsedCall:
     ``stream_options={"include_usage": True}``): the token counts are then 0 and the price unknown."""
     text: str | None = None
     """The assistant text of the response (text parts concatenated), ``None`` if there is none."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tool calls the response asks for, in order (``agent`` unset: the ledger sets it)."""
+    finish_reason: str | None = None
+    """The provider's own stop value (see :attr:`pytest_agentflows.ModelCall.finish_reason`)."""
+    input_messages: tuple[Message, ...] = ()
+    """The request's messages: system prompt first, tool results as role ``"tool"``."""
 
 
 @runtime_checkable

@@ -51,6 +51,64 @@ class Usage(BaseModel):
         )
 
 
+class Message(BaseModel):
+    """One message of a model call's input, as the ledger keeps it (``ModelCall.input_messages``).
+
+    ``Message(role, text)`` works positionally too.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    """The provider's role: ``"system"`` (the system prompt / instructions; ``"developer"`` kept as sent),
+    ``"user"``, ``"assistant"``, or ``"tool"`` for a tool result (chat ``tool`` message, Responses
+    ``function_call_output``, Anthropic ``tool_result`` block)."""
+    text: str
+    """The message's text parts joined with ``"\\n"`` (``""`` when it has none, e.g. an assistant turn that
+    only called tools); secrets scrubbed as in cassettes."""
+
+    def __init__(self, role: str | None = None, text: str | None = None, /, **data: Any) -> None:
+        if role is not None:
+            data["role"] = role
+        if text is not None:
+            data["text"] = text
+        super().__init__(**data)
+
+
+class ToolCall(BaseModel):
+    """One tool (function) call a model asked for.
+
+    ``ToolCall(name, arguments, id, agent)`` works positionally too. In :meth:`Flow.assert_tool_calls`, an
+    expected ``ToolCall`` whose ``id`` or ``agent`` is ``None`` matches any.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """The tool (function) name."""
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+    """The arguments: the parsed JSON object when the model sent a valid JSON object, else the raw string
+    it sent (secrets scrubbed as in cassettes)."""
+    id: str | None = None
+    """The provider's call id (chat ``tool_calls[].id``, Responses ``call_id``, Anthropic ``tool_use.id``)."""
+    agent: str | None = None
+    """The agent of the model call that asked for it."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        arguments: dict[str, Any] | str | None = None,
+        id: str | None = None,
+        agent: str | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        for key, value in (("name", name), ("arguments", arguments), ("id", id), ("agent", agent)):
+            if value is not None:
+                data[key] = value
+        super().__init__(**data)
+
+
 class ModelCall(BaseModel):
     """One model call (one HTTP interaction with an LLM API), as the ledger records it."""
 
@@ -78,6 +136,24 @@ class ModelCall(BaseModel):
     """Deterministic id (``"router#1/billing#1/call#1"``): the enclosing scope, ``call`` and a counter."""
     parent: str | None = None
     """Id of the enclosing agent run, span, task or event handler (``None`` at the top of the flow)."""
+    input_messages: list[Message] = Field(default_factory=list)
+    """The request's messages in order: system prompt first, tool results as role ``"tool"``."""
+    output_text: str = ""
+    """The assistant text of the response (text parts concatenated; ``""`` when it only called tools)."""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """The tool calls the response asked for, in order (parallel calls included)."""
+    finish_reason: str | None = None
+    """The provider's own stop value: chat ``finish_reason`` (``stop``, ``tool_calls``, ``length``),
+    Anthropic ``stop_reason`` (``end_turn``, ``tool_use``, ...); Responses: ``tool_calls`` when the output
+    holds ``function_call`` items, else ``stop`` or the ``incomplete_details`` reason."""
+    usage_reported: bool = True
+    """``False`` when the response carried no usage (a chat stream without
+    ``stream_options={"include_usage": True}``): tokens are then 0 and the price unknown."""
+
+    @property
+    def input_text(self) -> str:
+        """The texts of :attr:`input_messages` joined with ``"\\n"``."""
+        return "\n".join(m.text for m in self.input_messages)
 
 
 class Decision(BaseModel):

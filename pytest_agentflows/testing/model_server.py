@@ -1,8 +1,8 @@
 """A small deterministic LLM server on ``127.0.0.1`` speaking the real OpenAI and Anthropic wire formats.
 
 It lets you record agent traffic (``pytest --record-agents``) without API keys: point the official SDKs at it
-and they parse its answers exactly like the real services' ones. Standard library only; the server runs
-``http.server.ThreadingHTTPServer`` in a daemon thread.
+and they parse its answers exactly like the real services' ones. Standard library plus pydantic (for
+:class:`~pytest_agentflows.ToolCall`); the server runs ``http.server.ThreadingHTTPServer`` in a daemon thread.
 
 Example:
     ```python
@@ -33,18 +33,28 @@ Endpoints (``POST``, JSON body, ``"stream": true`` switches to Server-Sent Event
   ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``, one per word),
   ``content_block_stop``, ``message_delta`` (final ``output_tokens``) and ``message_stop``.
 
-The reply is always one text message (no tool calls). Its text comes from the ``script`` given to
-:class:`LocalModelServer` if any, else from its ``responder``, else from :func:`default_responder`.
+The reply is one text message, or tool calls (a :class:`~pytest_agentflows.ToolCall` or a list of them:
+chat ``tool_calls``, Responses ``function_call`` items, Anthropic ``tool_use`` blocks; streams send the
+arguments in fragments). It comes from the ``script`` given to :class:`LocalModelServer` if any, else from
+its ``responder``, else from :func:`default_responder`.
 
 Default responder rules (:func:`default_responder`), checked in this order, all case-insensitive:
 
-1. **Review**: the system prompt contains ``"review"`` (so also ``"reviewer"``). The reply is ``"APPROVED"``
-   when the last user text contains ``"revised"`` or ``"revision"``, else :data:`REVIEW_CRITIQUE`.
-2. **Classify / route**: the system prompt or the last user text contains ``"classify"``, ``"classifier"``,
-   ``"route"``, ``"router"`` or ``"routing"``. The reply is one label: the words (runs of ASCII letters) of
-   the last user text are matched against :data:`LABEL_KEYWORDS`; the label with the most hits wins, ties go
-   to the earlier label in that table (``billing``, then ``technical``, then ``general``), and no hit at all
-   gives ``"general"``.
+0. **Tools**: the request offers tools (``tools``) that its conversation has not called yet: the reply is
+   one tool call per such tool (parallel calls, in the order offered), its arguments built from the tool's
+   JSON schema by :func:`schema_arguments` (required properties, deterministic values of the right type).
+   Once each offered tool was called, the rules below answer in text.
+1. **Review**: the *role* of the prompt is a reviewer. The role text is the system prompt (without one: the
+   instruction that starts the last user text, up to its first ``:``), read by whole words (``code_review``
+   is one word): ``review``/``reviewer`` make a reviewer, ``classify``/``classifier``/``classification``/
+   ``route``/``router``/``routing``/``triage`` a classifier, and the first such word wins. The reply is
+   ``"APPROVED"`` when the last user text marks the draft as revised (``"revised draft"``, ``"revised
+   version"``, ... or ``"revision <n>"``), else :data:`REVIEW_CRITIQUE`; an instruction such as "answer
+   APPROVED or REVISION NEEDED" is not a revision.
+2. **Classify / route**: the role is a classifier. The reply is one label: the words (runs of ASCII
+   letters) of the last user text are matched against :data:`LABEL_KEYWORDS`; the label with the most hits
+   wins, ties go to the earlier label in that table (``billing``, then ``technical``, then ``general``),
+   and no hit at all gives ``"general"``.
 3. **Echo**: ``"[<model>] reply to: <text>"`` where ``<text>`` is the last user text with whitespace runs
    collapsed to one space, stripped, cut to its first 60 characters.
 
@@ -52,7 +62,8 @@ Token counting (:func:`count_input_tokens`, :func:`count_output_tokens`), the sa
 
 * input tokens = for the system prompt (when not empty) and for each message of :attr:`Request.messages`,
   its whitespace-split word count plus :data:`TOKENS_PER_MESSAGE` (3);
-* output tokens = the whitespace-split word count of the reply;
+* output tokens = the whitespace-split word count of the reply (of a tool call: of its name and JSON
+  arguments);
 * cached / reasoning / cache-write tokens are always 0.
 
 Determinism: for an identical request (same API, same JSON body, same reply text) the response body is
@@ -83,11 +94,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from ..runtime._models import ToolCall
 
 __all__ = [
     "FIXED_CREATED",
@@ -97,13 +110,18 @@ __all__ = [
     "Api",
     "LocalModelServer",
     "Request",
+    "ResponderResult",
     "WireAnswer",
     "build_answer",
     "count_input_tokens",
     "count_output_tokens",
     "default_responder",
+    "load_responder",
+    "load_script",
     "main",
     "parse_request",
+    "schema_arguments",
+    "tool_calls_of",
 ]
 
 Api = Literal["openai.chat", "openai.responses", "anthropic.messages"]
@@ -136,7 +154,12 @@ _ROUTES: dict[str, Api] = {
     "/v1/responses": "openai.responses",
     "/v1/messages": "anthropic.messages",
 }
-_ROUTE_WORDS = ("classify", "classifier", "route", "routing")  # "router" contains "route"
+_REVIEW_WORDS = frozenset({"review", "reviewer", "reviewers", "reviewing", "reviews"})
+_ROUTE_WORDS = frozenset({"classify", "classifier", "classification", "route", "router", "routing", "triage"})
+_ROLE_WORD = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")  # "code_review" is one word, not "review"
+_REVISED = re.compile(
+    r"\brevised\s+(?:draft|version|answer|text|plan|reply)\b|\brevision\s*(?:#\s*)?\d+\b", re.IGNORECASE
+)
 _WORD = re.compile(r"[a-z]+")
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
 
@@ -152,10 +175,16 @@ class Request:
             Anthropic ``system``; several parts are joined with ``"\\n"``. Empty when there is none.
         messages: The conversation without the system prompt, as ``(role, text)`` pairs in order. Text parts
             of a message are joined with ``"\\n"``; tool results count as text (role ``"tool"`` for an
-            OpenAI tool message or a Responses ``function_call_output``); other non-text parts are left out.
+            OpenAI tool message, a Responses ``function_call_output`` or an Anthropic user message made of
+            ``tool_result`` blocks); other non-text parts are left out.
         last_user_text: The text of the last message whose role is ``"user"``, or ``""``.
         json: The request body as parsed JSON.
         stream: Whether the request asked for a Server-Sent Events stream.
+        tools: The tools the request offers, as ``(name, JSON schema of the arguments)`` pairs in order
+            (chat ``tools[].function``, Responses ``tools[]`` of type ``function``, Anthropic
+            ``tools[].input_schema``).
+        called_tools: The names of the tool calls already in the conversation (assistant ``tool_calls``,
+            Responses ``function_call`` items, Anthropic ``tool_use`` blocks), in order.
     """
 
     api: Api
@@ -165,6 +194,12 @@ class Request:
     last_user_text: str
     json: dict[str, Any]
     stream: bool = False
+    tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    called_tools: list[str] = field(default_factory=list)
+
+
+ResponderResult = str | ToolCall | Sequence[ToolCall]
+"""What a responder returns: the reply text, or one tool call, or several (parallel) tool calls."""
 
 
 def count_input_tokens(request: Request) -> int:
@@ -195,29 +230,114 @@ def count_output_tokens(reply: str) -> int:
     return len(reply.split())
 
 
-def default_responder(request: Request) -> str:
+def schema_arguments(schema: Any, name: str = "value") -> Any:
+    """Deterministic arguments for a JSON schema: what the default responder sends as a tool's arguments.
+
+    Args:
+        schema: A JSON schema (a mapping); anything else counts as an empty schema.
+        name: The property name the value is for (used in strings).
+
+    Returns:
+        For an object: its ``required`` properties only, each filled by this function (so ``{}`` when none
+        is required); otherwise the schema's ``default``, ``const`` or first ``enum`` value if any, else by
+        ``type``: ``"<name>"`` for a string, ``1`` for an integer, ``1.5`` for a number, ``True`` for a
+        boolean, a one-item list for an array, ``None`` for null. ``anyOf`` / ``oneOf`` use their first
+        choice; a type list its first non-null type.
+    """
+    if not isinstance(schema, dict):
+        return f"<{name}>"
+    for key in ("default", "const"):
+        if key in schema:
+            return schema[key]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        choices = schema.get(key)
+        if isinstance(choices, list) and choices:
+            return schema_arguments(choices[0], name)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None and isinstance(schema.get("properties"), dict):
+        kind = "object"
+    if kind == "object":
+        properties = schema.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        required = schema.get("required")
+        return {
+            key: schema_arguments(properties.get(key), key)
+            for key in (required if isinstance(required, list) else [])
+            if isinstance(key, str)
+        }
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [schema_arguments(schema.get("items"), name)]
+    if kind == "null":
+        return None
+    return f"<{name}>"
+
+
+def _role(request: Request) -> str | None:
+    """``"review"``, ``"route"`` or ``None``: the role the prompt gives the model.
+
+    The role text is the system prompt, or without one the instruction that starts the last user text (up
+    to its first ``:`` or line end). Whole words only (``code_review`` is not ``review``); when both kinds
+    of word occur, the first one wins ("You are a reviewer; classify the draft as ..." is a reviewer).
+    """
+    text = request.system
+    if not text.strip():
+        text = re.split(r"[:\n]", request.last_user_text, maxsplit=1)[0]
+    for word in _ROLE_WORD.findall(text.lower()):
+        if word in _REVIEW_WORDS:
+            return "review"
+        if word in _ROUTE_WORDS:
+            return "route"
+    return None
+
+
+def default_responder(request: Request) -> ResponderResult:
     """Chooses a deterministic reply from the request content alone.
 
     The rules, in order (all matching is case-insensitive):
 
-    1. The system prompt contains ``"review"``: ``"APPROVED"`` if the last user text contains ``"revised"`` or
-       ``"revision"``, else :data:`REVIEW_CRITIQUE`.
-    2. The system prompt or last user text contains ``"classify"``, ``"classifier"``, ``"route"``,
-       ``"router"`` or ``"routing"``: the label of :data:`LABEL_KEYWORDS` with the most word hits in the last
-       user text (ties: earlier label; no hit: ``"general"``).
+    0. **Tools**: the request offers tools not called yet in its conversation: one tool call for each of
+       them (parallel calls), in the order offered, with :func:`schema_arguments` of its schema (required
+       properties filled with deterministic values of the right type). Once every offered tool was called,
+       the rules below answer in text.
+    1. **Review**: the prompt's role (see below) is a reviewer: ``"APPROVED"`` when the last user text marks
+       the draft as revised (``"revised draft"`` / ``version`` / ``answer`` / ..., or ``"revision <n>"``),
+       else :data:`REVIEW_CRITIQUE`. An instruction such as "answer APPROVED or REVISION NEEDED" does not
+       count as a revision.
+    2. **Classify / route**: the prompt's role is a classifier or router: the label of
+       :data:`LABEL_KEYWORDS` with the most word hits in the last user text (ties: earlier label; no hit:
+       ``"general"``).
     3. Otherwise ``"[<model>] reply to: <first 60 characters of the last user text, whitespace collapsed>"``.
+
+    The role is read from the system prompt (or, without one, from the instruction that starts the last
+    user text, up to its first ``:``), by whole words: ``review``/``reviewer`` make a reviewer,
+    ``classify``/``classifier``/``classification``/``route``/``router``/``routing``/``triage`` a
+    classifier; the first such word wins. So a classifier whose labels include ``code_review`` stays a
+    classifier, and text inside the user's message never changes the role.
 
     Args:
         request: The parsed request.
 
     Returns:
-        The reply text.
+        The reply text, or the list of tool calls.
     """
-    system = request.system.lower()
+    pending = [(name, schema) for name, schema in request.tools if name not in request.called_tools]
+    if pending:
+        return [ToolCall(name, schema_arguments(schema)) for name, schema in pending]
+    role = _role(request)
     user = request.last_user_text.lower()
-    if "review" in system:
-        return "APPROVED" if ("revised" in user or "revision" in user) else REVIEW_CRITIQUE
-    if any(word in system or word in user for word in _ROUTE_WORDS):
+    if role == "review":
+        return "APPROVED" if _REVISED.search(request.last_user_text) else REVIEW_CRITIQUE
+    if role == "route":
         words = _WORD.findall(user)
         best, best_hits = "general", 0
         for label, keywords in LABEL_KEYWORDS.items():
@@ -229,6 +349,23 @@ def default_responder(request: Request) -> str:
     return f"[{request.model}] reply to: {text}"
 
 
+def tool_calls_of(reply: Any) -> list[ToolCall] | None:
+    """The tool calls of a responder result (``None`` for text).
+
+    Raises:
+        TypeError: for anything but a ``str``, a :class:`ToolCall` or a non-empty sequence of them.
+    """
+    if isinstance(reply, str):
+        return None
+    if isinstance(reply, ToolCall):
+        return [reply]
+    if isinstance(reply, Sequence) and reply and all(isinstance(t, ToolCall) for t in reply):
+        return list(reply)
+    raise TypeError(
+        f"expected the reply text (str), a ToolCall or a non-empty list of ToolCall, got {reply!r}"
+    )
+
+
 class LocalModelServer:
     """A deterministic model server on ``127.0.0.1`` for the OpenAI and Anthropic SDKs.
 
@@ -237,13 +374,15 @@ class LocalModelServer:
 
     Args:
         port: The TCP port to bind on ``127.0.0.1``; ``0`` (the default) picks a free one.
-        responder: Chooses the reply text of each request; defaults to :func:`default_responder`. An
-            exception it raises, or a result that is not a ``str``, becomes a 500 error answer.
+        responder: Chooses the reply of each request: its text, a :class:`~pytest_agentflows.ToolCall` or
+            a list of them (parallel tool calls); defaults to :func:`default_responder`. An exception it
+            raises, or a result of another type, becomes a 500 error answer.
         latency: Real seconds to wait before answering each successful request, or a callable giving them
             from the :class:`Request`. ``0.0`` (the default) answers at once. Negative values count as 0.
-        script: Replies served in this order, one per successful request whatever its API; once all are
-            served, further requests get a 500 error answer saying the script is exhausted. Not allowed
-            together with ``responder``.
+        script: Replies served in this order, one per successful request whatever its API: texts, tool
+            calls, or lists of tool calls (one answer with parallel calls); once all are served, further
+            requests get a 500 error answer saying the script is exhausted. Not allowed together with
+            ``responder`` (see :func:`load_script` for a YAML file).
 
     Raises:
         ValueError: If both ``responder`` and ``script`` are given, or ``port`` is not in 0..65535.
@@ -253,18 +392,23 @@ class LocalModelServer:
         self,
         *,
         port: int = 0,
-        responder: Callable[[Request], str] | None = None,
+        responder: Callable[[Request], ResponderResult] | None = None,
         latency: float | Callable[[Request], float] = 0.0,
-        script: Sequence[str] | None = None,
+        script: Sequence[ResponderResult] | None = None,
     ) -> None:
         if responder is not None and script is not None:
             raise ValueError("LocalModelServer takes either `responder` or `script`, not both")
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port}")
         self._port = port
-        self._responder: Callable[[Request], str] = responder or default_responder
+        self._responder: Callable[[Request], ResponderResult] = responder or default_responder
         self._latency = latency
-        self._script: list[str] | None = list(script) if script is not None else None
+        self._script: list[ResponderResult] | None = list(script) if script is not None else None
+        for i, item in enumerate(self._script or ()):
+            try:
+                tool_calls_of(item)
+            except TypeError as exc:
+                raise ValueError(f"script item {i}: {exc}") from None
         self._script_pos = 0
         self._lock = threading.Lock()
         self._requests: list[Request] = []
@@ -373,7 +517,7 @@ class LocalModelServer:
 
     # -- internals used by the handler -----------------------------------------------------------------
 
-    def _choose_reply(self, request: Request) -> str:
+    def _choose_reply(self, request: Request) -> ResponderResult:
         """Records the request and returns its reply; raises ``_ServeError`` for a 500 answer."""
         with self._lock:
             self._requests.append(request)
@@ -392,8 +536,14 @@ class LocalModelServer:
             reply = self._responder(request)
         except Exception as exc:
             raise _ServeError(500, "server", f"responder raised {type(exc).__name__}: {exc}") from exc
-        if not isinstance(reply, str):
-            raise _ServeError(500, "server", f"responder returned {type(reply).__name__}, expected str")
+        try:
+            tool_calls_of(reply)
+        except TypeError:
+            raise _ServeError(
+                500,
+                "server",
+                f"responder returned {type(reply).__name__}, expected str, ToolCall or a list of ToolCall",
+            ) from None
         return reply
 
     def _wait_latency(self, request: Request) -> None:
@@ -627,7 +777,7 @@ class WireAnswer:
 
 def build_answer(
     request: Request,
-    reply: str,
+    reply: ResponderResult,
     *,
     input_tokens: int | None = None,
     output_tokens: int | None = None,
@@ -638,23 +788,44 @@ def build_answer(
 
     Args:
         request: The parsed request (its ``api``, ``model``, ``stream`` and ``json`` shape the answer).
-        reply: The assistant text.
+        reply: The assistant text, or a :class:`~pytest_agentflows.ToolCall` or a list of them: chat
+            ``tool_calls`` with ``finish_reason="tool_calls"``, Responses ``function_call`` items, Anthropic
+            ``tool_use`` blocks with ``stop_reason="tool_use"`` (streams send the arguments in fragments).
+            A call without ``id`` gets one derived from the digest.
         input_tokens: Usage to report; default :func:`count_input_tokens` of ``request``.
-        output_tokens: Usage to report; default :func:`count_output_tokens` of ``reply``.
+        output_tokens: Usage to report; default :func:`count_output_tokens` of ``reply`` (of each tool
+            call's name and JSON arguments).
 
     Returns:
         The answer; deterministic for the same arguments.
+
+    Raises:
+        TypeError: ``reply`` is not a str, a ToolCall or a non-empty list of them.
+        ValueError: an Anthropic tool call whose arguments are not a JSON object.
     """
+    tools = tool_calls_of(reply)
+    text = reply if isinstance(reply, str) else ""
     tokens_in = count_input_tokens(request) if input_tokens is None else input_tokens
-    tokens_out = count_output_tokens(reply) if output_tokens is None else output_tokens
-    digest = _digest(request.api, request.json, reply)
-    anthropic = request.api == "anthropic.messages"
-    if request.api == "openai.chat":
-        built = _chat_answer(request, reply, digest, tokens_in, tokens_out)
-    elif request.api == "openai.responses":
-        built = _responses_answer(request, reply, digest, tokens_in, tokens_out)
+    if tools is None:
+        tokens_out = count_output_tokens(text) if output_tokens is None else output_tokens
+        digest = _digest(request.api, request.json, text)
     else:
-        built = _messages_answer(request, reply, digest, tokens_in, tokens_out)
+        wire = [(t.name, _arguments_json(t.arguments), t.id) for t in tools]
+        tokens_out = (
+            sum(count_output_tokens(f"{name} {args}") for name, args, _ in wire)
+            if output_tokens is None
+            else output_tokens
+        )
+        digest = _digest(request.api, request.json, "\0tools\0" + _dumps(wire).decode("utf-8"))
+    anthropic = request.api == "anthropic.messages"
+    if tools is not None:
+        built = _tools_answer(request, tools, digest, tokens_in, tokens_out)
+    elif request.api == "openai.chat":
+        built = _chat_answer(request, text, digest, tokens_in, tokens_out)
+    elif request.api == "openai.responses":
+        built = _responses_answer(request, text, digest, tokens_in, tokens_out)
+    else:
+        built = _messages_answer(request, text, digest, tokens_in, tokens_out)
     if isinstance(built, dict):
         return WireAnswer(200, "application/json", (_dumps(built),), False, digest, anthropic)
     chunks = []
@@ -741,7 +912,12 @@ def _chat_answer(
 
 
 def _responses_answer(
-    request: Request, reply: str, digest: str, input_tokens: int, output_tokens: int
+    request: Request,
+    reply: str,
+    digest: str,
+    input_tokens: int,
+    output_tokens: int,
+    function_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | _Events:
     resp_id, msg_id = f"resp_local{digest[:40]}", f"msg_local{digest[:40]}"
     part = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
@@ -771,7 +947,7 @@ def _responses_answer(
             "max_output_tokens": body.get("max_output_tokens"),
             "metadata": body.get("metadata") or {},
             "model": request.model,
-            "output": [item] if done else [],
+            "output": (function_calls if function_calls is not None else [item]) if done else [],
             "parallel_tool_calls": body.get("parallel_tool_calls", True),
             "previous_response_id": body.get("previous_response_id"),
             "temperature": temperature if isinstance(temperature, (int, float)) else 1.0,
@@ -802,6 +978,20 @@ def _responses_answer(
     where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
     event("response.created", response=response(False))
     event("response.in_progress", response=response(False))
+    if function_calls is not None:
+        for index, call in enumerate(function_calls):
+            at = {"item_id": call["id"], "output_index": index}
+            event(
+                "response.output_item.added",
+                output_index=index,
+                item={**call, "arguments": "", "status": "in_progress"},
+            )
+            for piece in _arg_pieces(call["arguments"]):
+                event("response.function_call_arguments.delta", **at, delta=piece)
+            event("response.function_call_arguments.done", **at, arguments=call["arguments"])
+            event("response.output_item.done", output_index=index, item=call)
+        event("response.completed", response=response(True))
+        return events
     event("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
     event("response.content_part.added", **where, part={**part, "text": ""})
     for piece in _pieces(reply):
@@ -851,6 +1041,170 @@ def _messages_answer(
     send(
         "message_delta",
         delta={"stop_reason": "end_turn", "stop_sequence": None},
+        usage={"output_tokens": output_tokens},
+    )
+    send("message_stop")
+    return events
+
+
+def _arguments_json(arguments: dict[str, Any] | str) -> str:
+    return arguments if isinstance(arguments, str) else _dumps(arguments).decode("utf-8")
+
+
+def _arg_pieces(arguments: str, size: int = 12) -> list[str]:
+    """Splits a tool call's JSON arguments into stream fragments (joining to it), as the APIs send them."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+
+
+def _tools_answer(
+    request: Request, tools: list[ToolCall], digest: str, input_tokens: int, output_tokens: int
+) -> dict[str, Any] | _Events:
+    """The answer asking for ``tools``, in the request's API format (see :func:`build_answer`)."""
+    ids = [t.id or f"call_local{digest[:20]}{i}" for i, t in enumerate(tools)]
+    args = [_arguments_json(t.arguments) for t in tools]
+    if request.api == "openai.responses":
+        items = [
+            {
+                "id": f"fc_local{digest[:24]}{i}",
+                "type": "function_call",
+                "status": "completed",
+                "arguments": args[i],
+                "call_id": ids[i],
+                "name": t.name,
+            }
+            for i, t in enumerate(tools)
+        ]
+        return _responses_answer(request, "", digest, input_tokens, output_tokens, function_calls=items)
+    if request.api == "anthropic.messages":
+        return _anthropic_tools(request, tools, ids, args, digest, input_tokens, output_tokens)
+    chat_id = f"chatcmpl-local{digest[:24]}"
+    calls = [
+        {"id": ids[i], "type": "function", "function": {"name": t.name, "arguments": args[i]}}
+        for i, t in enumerate(tools)
+    ]
+    usage = _chat_usage(input_tokens, output_tokens)
+    if not request.stream:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "annotations": [],
+            "tool_calls": calls,
+        }
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "created": FIXED_CREATED,
+            "model": request.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": None,
+        }
+    options = request.json.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def chunk(
+        delta: dict[str, Any] | None, finish: str | None = None, last: bool = False
+    ) -> tuple[None, dict[str, Any]]:
+        out: dict[str, Any] = {
+            "id": chat_id,
+            "object": "chat.completion.chunk",
+            "created": FIXED_CREATED,
+            "model": request.model,
+            "service_tier": "default",
+            "system_fingerprint": None,
+            "choices": []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            out["usage"] = usage if last else None
+        return (None, out)
+
+    events: _Events = [chunk({"role": "assistant", "content": None, "refusal": None})]
+    for i, call in enumerate(calls):
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": tools[i].name, "arguments": ""},
+        }
+        events.append(chunk({"tool_calls": [head]}))
+        events.extend(
+            chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+            for piece in _arg_pieces(args[i])
+        )
+    events.append(chunk({}, "tool_calls"))
+    if include_usage:
+        events.append(chunk(None, last=True))
+    events.append((None, "[DONE]"))
+    return events
+
+
+def _anthropic_tools(
+    request: Request,
+    tools: list[ToolCall],
+    ids: list[str],
+    args: list[str],
+    digest: str,
+    input_tokens: int,
+    output_tokens: int,
+) -> dict[str, Any] | _Events:
+    inputs: list[dict[str, Any]] = []
+    for tool, raw in zip(tools, args, strict=True):
+        value = tool.arguments if isinstance(tool.arguments, dict) else None
+        if value is None:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"tool call {tool.name!r}: Anthropic tool_use input must be a JSON object, got {raw!r}"
+            )
+        inputs.append(value)
+    ids = [
+        i if tool.id else i.replace("call_local", "toolu_local") for i, tool in zip(ids, tools, strict=True)
+    ]
+    message_id = f"msg_local_{digest[:24]}"
+    blocks = [
+        {"type": "tool_use", "id": ids[i], "name": t.name, "input": inputs[i]} for i, t in enumerate(tools)
+    ]
+
+    def message(done: bool) -> dict[str, Any]:
+        return {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": blocks if done else [],
+            "stop_reason": "tool_use" if done else None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": output_tokens if done else 1,
+            },
+        }
+
+    if not request.stream:
+        return message(True)
+    events: _Events = []
+
+    def send(name: str, **fields: Any) -> None:
+        events.append((name, {"type": name, **fields}))
+
+    send("message_start", message=message(False))
+    for i, block in enumerate(blocks):
+        send("content_block_start", index=i, content_block={**block, "input": {}})
+        for piece in _arg_pieces(_dumps(inputs[i]).decode("utf-8")):
+            send("content_block_delta", index=i, delta={"type": "input_json_delta", "partial_json": piece})
+        send("content_block_stop", index=i)
+    send(
+        "message_delta",
+        delta={"stop_reason": "tool_use", "stop_sequence": None},
         usage={"output_tokens": output_tokens},
     )
     send("message_stop")
@@ -955,7 +1309,11 @@ def _parse_request(api: Api, raw: bytes) -> Request:
                 system.append(text)
         for message in raw_messages:
             if isinstance(message, dict) and isinstance(message.get("role"), str):
-                add(message["role"], _text_of(message.get("content")))
+                content = message.get("content")
+                results = False
+                if isinstance(content, list) and content:
+                    results = all(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+                add("tool" if results else message["role"], _text_of(content))
     last_user = next((text for role, text in reversed(messages) if role == "user"), "")
     return Request(
         api=api,
@@ -965,10 +1323,149 @@ def _parse_request(api: Api, raw: bytes) -> Request:
         last_user_text=last_user,
         json=body,
         stream=body.get("stream") is True,
+        tools=_offered_tools(body),
+        called_tools=_called_tools(api, body),
     )
 
 
+def _offered_tools(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, argument schema)`` of each function tool the request offers (the three APIs' shapes)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for tool in body.get("tools") or ():
+        if not isinstance(tool, dict):
+            continue
+        function = tool.get("function")
+        spec: dict[str, Any] = function if isinstance(function, dict) else tool
+        name = spec.get("name")
+        if tool.get("type") not in (None, "function", "custom") or not isinstance(name, str):
+            continue  # built-in tools (web search, code execution, ...) are not called by the server
+        schema = spec.get("parameters", spec.get("input_schema"))
+        out.append((name, schema if isinstance(schema, dict) else {}))
+    return out
+
+
+def _called_tools(api: Api, body: dict[str, Any]) -> list[str]:
+    """Names of the tool calls already in the conversation, in order."""
+    names: list[str] = []
+    if api == "openai.responses":
+        items = body.get("input")
+        for item in items if isinstance(items, list) else ():
+            if (
+                isinstance(item, dict)
+                and item.get("type") == "function_call"
+                and isinstance(item.get("name"), str)
+            ):
+                names.append(item["name"])
+        return names
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("name"), str):
+                names.append(function["name"])
+        content = message.get("content")
+        for block in content if isinstance(content, list) else ():
+            if (
+                isinstance(block, dict)
+                and block.get("type") == "tool_use"
+                and isinstance(block.get("name"), str)
+            ):
+                names.append(block["name"])
+    return names
+
+
 # -- command line -------------------------------------------------------------------------------------------
+
+
+def _script_item(item: Any, where: str) -> ResponderResult:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and isinstance(item.get("reply", item.get("text")), str) and "tool" not in item:
+        return str(item.get("reply", item.get("text")))
+    if isinstance(item, dict) and isinstance(item.get("tool"), str):
+        unknown = set(item) - {"tool", "arguments", "id"}
+        arguments = item.get("arguments")
+        if unknown or not isinstance(arguments, dict | str | type(None)):
+            raise ValueError(
+                f"{where}: a tool call is a mapping with `tool` (name), optional `arguments` (a mapping) "
+                f"and optional `id`; got {item!r}"
+            )
+        call_id = item.get("id")
+        return ToolCall(item["tool"], arguments or {}, None if call_id is None else str(call_id))
+    if isinstance(item, list) and item and all(isinstance(i, dict) for i in item):
+        calls = [_script_item(i, f"{where}[{n}]") for n, i in enumerate(item)]
+        if all(isinstance(c, ToolCall) for c in calls):
+            return [c for c in calls if isinstance(c, ToolCall)]
+    raise ValueError(
+        f"{where}: expected a reply text, a tool call `{{tool: name, arguments: {{...}}}}` or a list of tool "
+        f"calls (parallel calls), got {item!r}"
+    )
+
+
+def load_script(path: str) -> list[ResponderResult]:
+    """Reads a script file for ``--script``: a YAML list of replies, served in order.
+
+    Each item is a reply text (a string, or ``{reply: text}``), a tool call ``{tool: name, arguments:
+    {...}, id: optional}``, or a list of tool calls (one answer with parallel calls)::
+
+        - {tool: search, arguments: {query: refund policy}}
+        - [{tool: weather, arguments: {city: Paris}}, {tool: weather, arguments: {city: Rome}}]
+        - The refund takes 5 to 10 business days.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The replies, for ``LocalModelServer(script=...)``.
+
+    Raises:
+        ValueError: the file cannot be read, is not a YAML list, or an item has another shape; the message
+            names the file and the item.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"--script {path}: cannot read the script ({exc})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"--script {path}: expected a YAML list of replies, got {type(data).__name__}")
+    return [_script_item(item, f"--script {path}, item {i}") for i, item in enumerate(data)]
+
+
+def load_responder(spec: str) -> Callable[[Request], ResponderResult]:
+    """Imports the responder named ``module:function`` (for ``--responder``; the current directory is
+    importable).
+
+    Args:
+        spec: ``"package.module:function"``.
+
+    Returns:
+        The callable.
+
+    Raises:
+        ValueError: ``spec`` is not ``module:function``, the module cannot be imported, or the attribute is
+            missing or not callable.
+    """
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--responder {spec!r}: use module:function, e.g. my_tests.responders:support")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"--responder {spec!r}: cannot import {module_name!r} ({exc})") from None
+    func: Any = module
+    for part in attr.split("."):
+        func = getattr(func, part, None)
+    if not callable(func):
+        raise ValueError(f"--responder {spec!r}: {module_name} has no callable {attr!r}")
+    return func  # type: ignore[no-any-return]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -989,8 +1486,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each answer")
+    choose = parser.add_mutually_exclusive_group()
+    choose.add_argument(
+        "--responder",
+        metavar="MODULE:FUNCTION",
+        help="function choosing each reply (text, a ToolCall or a list of them); default: the built-in rules",
+    )
+    choose.add_argument(
+        "--script",
+        metavar="FILE",
+        help="YAML list of replies served in order: texts, {tool: name, arguments: {...}}, lists of those",
+    )
     args = parser.parse_args(argv)
-    server = LocalModelServer(port=args.port, latency=args.latency)
+    try:
+        responder = load_responder(args.responder) if args.responder else None
+        script = load_script(args.script) if args.script else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    server = LocalModelServer(port=args.port, latency=args.latency, responder=responder, script=script)
     server._log_requests = True
     server.start()
     print(f"LocalModelServer listening on {server.url}")

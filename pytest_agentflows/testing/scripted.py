@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import UnrecordedRequestError, UsageError
 from ..runtime._context import current_agent
+from ..runtime._models import ToolCall
 from ._transport import FlowTransport, Outgoing, Reply, ScriptHandler, Served, error_reply
 from .faults import DOCS_FAILURE_MODES
 from .model_server import Api, Request, build_answer, parse_request
@@ -62,11 +63,14 @@ class ScriptedReply:
     """One scripted answer."""
 
     text: str
-    """The assistant text."""
+    """The assistant text (``""`` for a tool call)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tool calls answered instead of text (:meth:`Script.tool_call`); empty for a text reply."""
     input_tokens: int | None = None
     """Input tokens reported (``None``: counted from the request like the local model server does)."""
     output_tokens: int | None = None
-    """Output tokens reported (``None``: the reply's whitespace-split word count)."""
+    """Output tokens reported (``None``: the reply's whitespace-split word count; for a tool call, that of
+    its name and JSON arguments)."""
     latency: float = 0.0
     """Virtual seconds the call takes."""
     model: str | None = None
@@ -153,11 +157,7 @@ class Script:
         """
         if not isinstance(text, str):
             raise UsageError(f"{self}.reply() needs the reply text as a str, got {type(text).__name__}")
-        for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise UsageError(f"{self}.reply({name}=...) must be an int >= 0, got {value!r}")
-        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
-            raise UsageError(f"{self}.reply(latency=...) must be seconds >= 0, got {latency!r}")
+        self._check("reply", input_tokens, output_tokens, latency)
         with self._owner._lock:
             self.replies.append(
                 ScriptedReply(
@@ -169,6 +169,66 @@ class Script:
                 )
             )
         return self
+
+    def tool_call(
+        self,
+        name: str,
+        arguments: dict[str, Any] | str | None = None,
+        *,
+        id: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        latency: float = 0.0,
+    ) -> Script:
+        """Script the next reply as a tool call. Returns the script, so calls chain like :meth:`reply`.
+
+        Served in each API's real wire format, streamed too: chat ``tool_calls`` with
+        ``finish_reason="tool_calls"``, a Responses ``function_call`` item, an Anthropic ``tool_use`` block
+        with ``stop_reason="tool_use"``. The flow's ledger reads it back as a
+        :class:`~pytest_agentflows.ToolCall` of the calling agent, and a ``tool_call`` decision.
+
+        Args:
+            name: The tool (function) name.
+            arguments: The arguments: a dict (sent as JSON), or the raw string the model sends (OpenAI
+                only; Anthropic needs a JSON object); ``None`` for ``{}``.
+            id: The call id (default: derived from the request, deterministic).
+            input_tokens: Input tokens to report (default: counted from the request).
+            output_tokens: Output tokens to report (default: words of the name and JSON arguments).
+            latency: Virtual seconds the call takes (>= 0).
+
+        Raises:
+            UsageError: for a name that is not a non-empty str, arguments that are not a dict or str,
+                negative tokens or latency.
+        """
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{self}.tool_call() needs the tool name as a non-empty str, got {name!r}")
+        if arguments is not None and not isinstance(arguments, dict | str):
+            raise UsageError(
+                f"{self}.tool_call({name!r}, arguments=...) must be a dict (or a raw str), "
+                f"got {type(arguments).__name__}"
+            )
+        if id is not None and not isinstance(id, str):
+            raise UsageError(f"{self}.tool_call({name!r}, id=...) must be a str, got {id!r}")
+        self._check("tool_call", input_tokens, output_tokens, latency)
+        call = ToolCall(name, {} if arguments is None else arguments, id)
+        with self._owner._lock:
+            self.replies.append(
+                ScriptedReply(
+                    text="",
+                    tool_calls=(call,),
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    latency=float(latency),
+                )
+            )
+        return self
+
+    def _check(self, method: str, input_tokens: Any, output_tokens: Any, latency: Any) -> None:
+        for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise UsageError(f"{self}.{method}({name}=...) must be an int >= 0, got {value!r}")
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+            raise UsageError(f"{self}.{method}(latency=...) must be seconds >= 0, got {latency!r}")
 
     @property
     def remaining(self) -> int:
@@ -322,9 +382,17 @@ class ScriptedModel(ScriptHandler):
                 return httpx.Response(bad.status, headers=bad.headers, content=bad.body)
             if reply.model is not None:
                 parsed = dataclasses.replace(parsed, model=reply.model)
-            answer = build_answer(
-                parsed, reply.text, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens
-            )
+            try:
+                answer = build_answer(
+                    parsed,
+                    list(reply.tool_calls) if reply.tool_calls else reply.text,
+                    input_tokens=reply.input_tokens,
+                    output_tokens=reply.output_tokens,
+                )
+            except ValueError as exc:  # e.g. an Anthropic tool call with raw-string arguments
+                bad = error_reply(provider, 400, message=f"scripted model: {exc}")
+                self._local.served = Served(bad, 0.0)
+                return httpx.Response(bad.status, headers=bad.headers, content=bad.body)
             with self._lock:
                 self.requests.append(ScriptedRequest(agent=agent, request=parsed, reply=reply))
             self._local.served = Served(Reply(answer.status, answer.headers, answer.body), reply.latency)

@@ -1,0 +1,156 @@
+"""Request matching that survives frameworks: UUIDs numbered, tool lists in any order, match_ignore paths."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_agentflows import Flow, UsageError
+from pytest_agentflows.cassette._keys import canonical_body, normalisation_note, parse_path
+from pytest_agentflows.model_server import LocalModelServer
+
+pytest_plugins = ["pytester"]
+
+A = "3f2b8c1e-9d4a-4e6b-8f0a-1c2d3e4f5a6b"
+B = "7e6d5c4b-3a29-4181-9706-5f4e3d2c1b0a"
+C = "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d"
+
+
+def _body(**fields: Any) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_uuids_are_numbered_by_first_appearance() -> None:
+    first = _body(messages=[{"role": "tool", "tool_call_id": f"call_{A}"}, {"id": B}], run=A)
+    second = _body(messages=[{"role": "tool", "tool_call_id": f"call_{C}"}, {"id": B.upper()}], run=C)
+    assert canonical_body(first) == canonical_body(second)
+    # the structure of the ids still counts: one id used twice is not two different ids
+    assert canonical_body(_body(a=A, b=A)) != canonical_body(_body(a=A, b=B))
+
+
+def test_tool_lists_compare_in_any_order() -> None:
+    tools = [
+        {"type": "function", "function": {"name": n}} for n in ("search", "lookup", "transfer_to_billing")
+    ]
+    assert canonical_body(_body(model="m", tools=tools)) == canonical_body(
+        _body(model="m", tools=tools[::-1])
+    )
+    assert canonical_body(_body(functions=["b", "a"])) == canonical_body(_body(functions=["a", "b"]))
+    # other lists keep their order: messages are a conversation
+    assert canonical_body(_body(messages=["a", "b"])) != canonical_body(_body(messages=["b", "a"]))
+
+
+def test_match_ignore_paths_with_wildcards() -> None:
+    paths = (parse_path("messages.*.name"), parse_path("user"))
+    first = _body(messages=[{"role": "user", "name": "x1"}, {"role": "user", "name": "x2"}], user="u-1")
+    second = _body(messages=[{"role": "user", "name": "y1"}, {"role": "user", "name": "y2"}], user="u-2")
+    assert canonical_body(first, ignore_paths=paths) == canonical_body(second, ignore_paths=paths)
+    assert canonical_body(first) != canonical_body(second)
+    with pytest.raises(ValueError, match="dot-separated"):
+        parse_path("messages..name")
+
+
+def test_the_note_names_what_was_normalised() -> None:
+    tools = [{"name": "b"}, {"name": "a"}]
+    note = normalisation_note(_body(id=A, tools=tools, user="u"), (parse_path("user"),))
+    assert (
+        note
+        == "1 UUID(s) numbered by first appearance; tool lists compared in any order; match_ignore left out user"
+    )
+    assert normalisation_note(b"not json") == ""
+
+
+def test_a_bad_match_ignore_path_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="match_ignore path"):
+        Flow(match_ignore=["a..b"])
+
+
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+filterwarnings =
+    error
+    ignore::DeprecationWarning
+"""
+
+# What langgraph-supervisor and friends send: a uuid4() tool_call_id and a tool list in set order.
+FLOWS = """
+import os
+import random
+import uuid
+
+import openai
+import pytest
+
+TOOLS = {"transfer_to_research", "transfer_to_math", "search", "lookup_invoice", "calculator"}
+
+
+def ask(agentflow, **extra):
+    client = openai.OpenAI(api_key="sk-test", base_url=os.environ["AF_OPENAI_URL"])
+    call_id = f"call_{uuid.uuid4()}"
+    with agentflow.agent("supervisor"):
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[
+                {"role": "user", "content": "who handles this?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": "search", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": call_id, "content": "found"},
+            ],
+            tools=[{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in TOOLS],
+            **extra,
+        )
+    client.close()
+
+
+def test_supervisor(agentflow):
+    ask(agentflow)
+
+
+@pytest.mark.agentflow(match_ignore=["user"])
+def test_random_user(agentflow):
+    ask(agentflow, user=f"session-{random.random()}")
+"""
+
+
+def test_framework_noise_replays_under_other_hash_seeds(
+    pytester: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_noise=FLOWS)
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    pytester.runpytest_subprocess("--record-agents", "-p", "no:randomly").assert_outcomes(passed=2)
+    go_offline()
+    for seed in ("1", "2", "3"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_without_match_ignore_the_miss_diff_says_what_was_normalised(
+    pytester: pytest.Pytester,
+    model_server: LocalModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    go_offline: Callable[[], None],
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(test_noise=FLOWS.replace('@pytest.mark.agentflow(match_ignore=["user"])\n', ""))
+    pytester.runpytest_subprocess(
+        "--record-agents", "-p", "no:randomly", "-k", "random_user"
+    ).assert_outcomes(passed=1)
+    go_offline()
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-k", "random_user")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*compared after normalising: 1 UUID(s) numbered by first appearance; tool lists compared in any order*",
+            '*-  "user": "session-*',
+        ]
+    )
