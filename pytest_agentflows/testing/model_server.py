@@ -49,8 +49,8 @@ Default responder rules (:func:`default_responder`), checked in this order, all 
    is one word): ``review``/``reviewer`` make a reviewer, ``classify``/``classifier``/``classification``/
    ``route``/``router``/``routing``/``triage`` a classifier, and the first such word wins. The reply is
    ``"APPROVED"`` when the last user text marks the draft as revised (``"revised draft"``, ``"revised
-   version"``, ... or ``"revision <n>"``), else :data:`REVIEW_CRITIQUE`; an instruction such as "answer
-   APPROVED or REVISION NEEDED" is not a revision.
+   version"``, ``"revised after"``, ``"revised:"``, ... or ``"revision <n>"``), else
+   :data:`REVIEW_CRITIQUE`; an instruction such as "answer APPROVED or REVISION NEEDED" is not a revision.
 2. **Classify / route**: the role is a classifier. The reply is one label: the words (runs of ASCII
    letters) of the last user text are matched against :data:`LABEL_KEYWORDS`; the label with the most hits
    wins, ties go to the earlier label in that table (``billing``, then ``technical``, then ``general``),
@@ -158,7 +158,8 @@ _REVIEW_WORDS = frozenset({"review", "reviewer", "reviewers", "reviewing", "revi
 _ROUTE_WORDS = frozenset({"classify", "classifier", "classification", "route", "router", "routing", "triage"})
 _ROLE_WORD = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")  # "code_review" is one word, not "review"
 _REVISED = re.compile(
-    r"\brevised\s+(?:draft|version|answer|text|plan|reply)\b|\brevision\s*(?:#\s*)?\d+\b", re.IGNORECASE
+    r"\brevised\s+(?:draft|version|answer|text|plan|reply|after)\b|\brevised\s*:|\brevision\s*(?:#\s*)?\d+\b",
+    re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z]+")
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
@@ -310,8 +311,8 @@ def default_responder(request: Request) -> ResponderResult:
        properties filled with deterministic values of the right type). Once every offered tool was called,
        the rules below answer in text.
     1. **Review**: the prompt's role (see below) is a reviewer: ``"APPROVED"`` when the last user text marks
-       the draft as revised (``"revised draft"`` / ``version`` / ``answer`` / ..., or ``"revision <n>"``),
-       else :data:`REVIEW_CRITIQUE`. An instruction such as "answer APPROVED or REVISION NEEDED" does not
+       the draft as revised (``"revised draft"`` / ``version`` / ``after`` / ``"revised:"`` / ..., or
+       ``"revision <n>"``), else :data:`REVIEW_CRITIQUE`. An instruction such as "answer APPROVED or REVISION NEEDED" does not
        count as a revision.
     2. **Classify / route**: the prompt's role is a classifier or router: the label of
        :data:`LABEL_KEYWORDS` with the most word hits in the last user text (ties: earlier label; no hit:
