@@ -312,8 +312,8 @@ def default_responder(request: Request) -> ResponderResult:
        the rules below answer in text.
     1. **Review**: the prompt's role (see below) is a reviewer: ``"APPROVED"`` when the last user text marks
        the draft as revised (``"revised draft"`` / ``version`` / ``after`` / ``"revised:"`` / ..., or
-       ``"revision <n>"``), else :data:`REVIEW_CRITIQUE`. An instruction such as "answer APPROVED or REVISION NEEDED" does not
-       count as a revision.
+       ``"revision <n>"``), else :data:`REVIEW_CRITIQUE`. An instruction such as "answer APPROVED or
+       REVISION NEEDED" does not count as a revision.
     2. **Classify / route**: the prompt's role is a classifier or router: the label of
        :data:`LABEL_KEYWORDS` with the most word hits in the last user text (ties: earlier label; no hit:
        ``"general"``).
