@@ -482,3 +482,18 @@ def test_inspect_and_timeline_mark_tool_calls_and_calls_without_usage(
     assert svg.count('class="call tool"') == 1 and svg.count('class="tool-mark"') == 1
     assert svg.count('class="call nousage"') == 1
     assert "tool calls: weather" in svg and "usage not reported (tokens and price unknown)" in svg
+
+
+def test_server_answers_500_for_an_anthropic_tool_call_without_a_json_object() -> None:
+    with (
+        LocalModelServer(responder=lambda request: ToolCall("run", "not json")) as server,
+        claude(base_url=server.anthropic_base_url) as client,
+        pytest.raises(anthropic.InternalServerError, match="tool_use input must be a JSON object"),
+    ):
+        client.messages.create(model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with (
+        LocalModelServer(responder=lambda request: 42) as server,  # type: ignore[arg-type,return-value]
+        oai(base_url=server.openai_base_url) as c,
+        pytest.raises(openai.InternalServerError, match="expected str, ToolCall or a list of ToolCall"),
+    ):
+        c.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "x"}])

@@ -23,7 +23,14 @@ import re
 import sys
 import threading
 
-from pytest_agentflows.model_server import LABEL_KEYWORDS, LocalModelServer, Request, default_responder
+from pytest_agentflows import ToolCall
+from pytest_agentflows.model_server import (
+    LABEL_KEYWORDS,
+    LocalModelServer,
+    Request,
+    ResponderResult,
+    default_responder,
+)
 
 __all__ = ["serve", "support_responder", "topic_of"]
 
@@ -128,7 +135,17 @@ ARTICLE = (
 )
 
 
-def support_responder(request: Request) -> str:
+def order_desk(request: Request) -> ResponderResult:
+    """The order desk's model: calls ``lookup_order`` with the order id of the ticket, then answers from
+    the tool's result."""
+    order = re.search(r"\b[A-Z]\d{4}\b", request.last_user_text)
+    if not request.called_tools:
+        return ToolCall("lookup_order", {"order_id": order.group(0) if order else "unknown"})
+    status = next((text for role, text in reversed(request.messages) if role == "tool"), "unknown")
+    return f"Your order {order.group(0) if order else ''} is {status}.".replace("  ", " ")
+
+
+def support_responder(request: Request) -> ResponderResult:
     """The reply of the support desk's models to ``request`` (see the module docstring).
 
     Raises:
@@ -140,6 +157,8 @@ def support_responder(request: Request) -> str:
         if SALES_WORDS & set(_WORDS.findall(user.lower())):
             return "sales"
         return default_responder(request)
+    if "order desk" in lowered:
+        return order_desk(request)
     topic = topic_of(_ticket(user))
     if "support agent" in lowered:
         body = REPLY_BODY[topic]

@@ -51,6 +51,8 @@ LATENCY_S: dict[str, float] = {
     "research": 6.5,
     "draft": 14.0,
     "review": 4.5,
+    # order status (a tool-using agent)
+    "orders": 1.5,
 }
 """Agent name -> virtual seconds one model call of that agent takes."""
 # --8<-- [end:profile]

@@ -267,3 +267,25 @@ def test_calls_outside_patterns_are_named_with_agentflow_agent(desk: SupportDesk
     assert (call.agent, call.provider, call.model) == ("spam-filter", "openai", "gpt-4o-mini")
     assert call.usage.input_tokens > 0 and call.usage.cost_usd is not None
     agentflow.assert_within_budget(usd=0.0001, tokens=200)
+
+
+# -- a tool-using agent -----------------------------------------------------------------------------------
+ORDER_TICKET = "Hello, where is my order A1001? I ordered two licence keys last week."
+
+
+# --8<-- [start:tools]
+def test_the_order_agent_looks_the_order_up_with_a_tool(
+    desk: SupportDesk, agentflow: Flow, decision_snapshot
+) -> None:
+    with agentflow.agent("orders"):
+        answer = desk.order_agent.run_sync(ORDER_TICKET)
+
+    assert "arriving 5 December" in answer
+    agentflow.assert_tool_calls([("lookup_order", {"order_id": "A1001"})], agent="orders")
+    asked, answered = agentflow.calls_of("orders")
+    assert (asked.finish_reason, answered.finish_reason) == ("tool_calls", "stop")
+    # the tool's result is what the model was given on its second call
+    assert answered.input_messages[-1].role == "tool"
+    assert "arriving 5 December" in answered.input_messages[-1].text
+    assert agentflow.decisions == decision_snapshot
+    # --8<-- [end:tools]

@@ -656,10 +656,14 @@ class _Handler(BaseHTTPRequestHandler):
             if owner._stopping.is_set():
                 self.close_connection = True
                 return
+            answer = build_answer(request, reply)
+        except ValueError as exc:  # e.g. an Anthropic tool call whose arguments are not a JSON object
+            self._send_error(_ServeError(500, "server", f"cannot answer: {exc}"), anthropic=anthropic)
+            return
         except _ServeError as err:
             self._send_error(err, anthropic=anthropic)
             return
-        self._send_answer(build_answer(request, reply))
+        self._send_answer(answer)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

@@ -5,6 +5,7 @@
     def test_triage(agentflow, scripted_model):
         scripted_model.openai(agent="router").reply("billing", input_tokens=120, output_tokens=1, latency=0.4)
         scripted_model.anthropic(agent="billing").reply("Refund issued.", latency=2.0)
+        scripted_model.openai(agent="planner").tool_call("get_weather", {"city": "Rome"}).reply("Sunny.")
         ...  # the flow's real OpenAI / Anthropic clients get these answers
 
 The scripted model is a :class:`respx.MockRouter` (:attr:`ScriptedModel.router`) with one route per model

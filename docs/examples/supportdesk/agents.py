@@ -8,15 +8,18 @@ milliseconds: it loads the TLS certificates).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import anthropic
 import openai
 
 from .settings import Settings
 
-__all__ = ["ChatAgent", "ClaudeAgent", "Clients"]
+__all__ = ["ChatAgent", "ClaudeAgent", "Clients", "Tool", "ToolAgent"]
 
 
 class Clients:
@@ -133,3 +136,97 @@ class ClaudeAgent:
     def run_sync(self, text: str) -> str:
         """Answer ``text`` (sync)."""
         return self._text(self.clients.anthropic.messages.create(**self._request(text)))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does, the JSON schema of its arguments."""
+
+    name: str
+    """The tool name the model calls."""
+    description: str
+    """What it does (shown to the model)."""
+    parameters: Mapping[str, Any]
+    """JSON schema of the arguments."""
+    function: Callable[..., str]
+    """Runs the call: keyword arguments from the model, returns the result text."""
+
+    def spec(self) -> dict[str, Any]:
+        """The chat-completions ``tools`` entry."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": dict(self.parameters),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ToolAgent:
+    """An OpenAI chat agent with tools: runs each tool the model calls and sends back the result, until the
+    model answers in text (at most ``max_turns`` model calls)."""
+
+    clients: Clients
+    """Where the SDK clients come from."""
+    system: str
+    """The agent's system prompt."""
+    model: str
+    """OpenAI model name."""
+    tools: tuple[Tool, ...]
+    """The tools offered to the model."""
+    max_turns: int = 4
+    """Most model calls per run."""
+
+    def _request(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "temperature": 0,
+            "messages": messages,
+            "tools": [t.spec() for t in self.tools],
+        }
+
+    def _start(self, text: str) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": text}]
+
+    def _continue(self, messages: list[dict[str, Any]], message: Any) -> None:
+        """Append the model's tool calls and each tool's result to ``messages``."""
+        by_name = {t.name: t for t in self.tools}
+        messages.append(
+            {
+                "role": "assistant",
+                "content": message.content,
+                "tool_calls": [c.model_dump() for c in message.tool_calls],
+            }
+        )
+        for call in message.tool_calls:
+            tool = by_name.get(call.function.name)
+            result = (
+                tool.function(**json.loads(call.function.arguments or "{}"))
+                if tool
+                else f"unknown tool {call.function.name}"
+            )
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
+    async def run(self, text: str) -> str:
+        """Answer ``text`` (async), calling tools as the model asks."""
+        messages = self._start(text)
+        for _ in range(self.max_turns):
+            reply = await self.clients.async_openai.chat.completions.create(**self._request(messages))
+            message = reply.choices[0].message
+            if not message.tool_calls:
+                break
+            self._continue(messages, message)
+        return message.content or ""
+
+    def run_sync(self, text: str) -> str:
+        """Answer ``text`` (sync), calling tools as the model asks."""
+        messages = self._start(text)
+        for _ in range(self.max_turns):
+            reply = self.clients.openai.chat.completions.create(**self._request(messages))
+            message = reply.choices[0].message
+            if not message.tool_calls:
+                break
+            self._continue(messages, message)
+        return message.content or ""

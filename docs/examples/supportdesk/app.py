@@ -10,6 +10,9 @@
 3. **reply** (:class:`~pytest_agentflows.Supervisor`): a writer drafts the customer reply, a QA reviewer
    on Claude answers ``APPROVED`` or a critique, the writer revises, within a 120 s deadline.
 
+``SupportDesk.order_agent`` answers "where is my order?" tickets with a tool (``lookup_order``, a stub of
+the order database): the model calls the tool, gets the order's status back and answers the customer.
+
 ``SupportDesk.write_article(topic)`` turns a resolved problem into a help-center article with a
 :class:`~pytest_agentflows.Pipeline` (research -> draft -> review), each stage with its own ``max_usd``.
 
@@ -26,7 +29,7 @@ from typing import Any
 
 from pytest_agentflows import AgentResult, Broadcast, Pipeline, Router, Stage, Supervisor
 
-from .agents import ChatAgent, ClaudeAgent, Clients
+from .agents import ChatAgent, ClaudeAgent, Clients, Tool, ToolAgent
 from .settings import Settings
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "STAGE_MAX_USD",
     "Resolution",
     "SupportDesk",
+    "lookup_order",
     "merge_findings",
     "reply_task",
 ]
@@ -70,6 +74,10 @@ COMPLIANCE_REVIEWER = (
     "You are the compliance reviewer of customer replies. Answer APPROVED only when the reply meets every "
     "compliance rule; otherwise list what to change."
 )
+ORDER_DESK = (
+    "You are the order desk of a software company's web shop. Look the customer's order up with the "
+    "lookup_order tool, then tell the customer where their order is, in one or two sentences."
+)
 RESEARCHER = "You are a support researcher. List the facts a help-center article on the topic needs."
 ARTICLE_WRITER = "You are a technical writer. Turn the research notes into a help-center article."
 ARTICLE_EDITOR = (
@@ -88,6 +96,26 @@ STAGE_MAX_USD = {"research": 0.001, "draft": 0.005, "review": 0.001}
 
 
 # -- glue -------------------------------------------------------------------------------------------------
+ORDERS = {
+    "A1001": "shipped on 2 December by parcel post; arriving 5 December",
+    "A1002": "payment pending: the card was declined",
+}
+"""The order database stub: order id -> status."""
+
+
+def lookup_order(order_id: str) -> str:
+    """The ``lookup_order`` tool: the status of an order (a stub of the order database)."""
+    return ORDERS.get(order_id.strip().upper(), f"no order {order_id} found")
+
+
+LOOKUP_ORDER = Tool(
+    "lookup_order",
+    "Look an order up in the order database by its id (e.g. A1001).",
+    {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    lookup_order,
+)
+
+
 def merge_findings(results: list[AgentResult]) -> str:
     """The knowledge search's aggregate: one ``[key] text`` line per knowledge base, in completion order."""
     if not results:
@@ -166,6 +194,8 @@ class SupportDesk:
             c, COMPLIANCE_REVIEWER if strict_review else QA_REVIEWER, s.reviewer_model
         )
         """Reviews customer replies (Claude)."""
+        self.order_agent = ToolAgent(c, ORDER_DESK, s.fast_model, (LOOKUP_ORDER,))
+        """Answers order-status tickets, calling ``lookup_order``."""
         self.researcher = ChatAgent(c, RESEARCHER, s.fast_model)
         """Article stage 1: research notes."""
         self.article_writer = ChatAgent(c, ARTICLE_WRITER, s.writer_model, max_tokens=1200)
