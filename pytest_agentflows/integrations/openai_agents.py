@@ -13,11 +13,14 @@ span starts and ends, so:
 
 Streamed runs (``Runner.run_streamed``) emit the same spans. Tracing must be on (it is by default;
 ``OPENAI_AGENTS_DISABLE_TRACING=1`` or ``set_tracing_disabled(True)`` turn the spans, and so the names,
-off). The processor is removed when the flow ends.
+off). The processor is removed when the flow ends, after the SDK's exporters flushed the flow's spans
+(answered locally, see :mod:`pytest_agentflows.cassette._telemetry`), so nothing is left for the
+exporter to post after the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import sys
 import threading
@@ -48,6 +51,10 @@ def install(flow: Flow) -> Callable[[], None] | None:
     def uninstall() -> None:
         processor.active = False
         provider = tracing.get_trace_provider()
+        # Export the flow's spans now, while telemetry is still answered locally: left for the exporter's
+        # exit-time flush, they would be posted after the session, for real, with retries.
+        with contextlib.suppress(Exception):
+            provider.force_flush()
         multi = getattr(provider, "_multi_processor", None)
         current = getattr(multi, "_processors", None)
         if isinstance(current, tuple):  # no public getter: keep every other processor, drop ours
