@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -15,7 +16,10 @@ import pytest
 from ..cassette._modes import RecordMode
 from ..errors import UsageError
 
-_UNSAFE = re.compile(r"[^\w.\-\[\]=,+@]+")
+_UNSAFE = re.compile(r"[^\w.\-\[\]=,+@]")
+"""One character a generated cassette name escapes: anything but letters, digits, ``_.-[]=,+@``."""
+_MAX_NAME_BYTES = 200
+"""Longest generated file name (UTF-8 bytes, before the extension); longer ones are shortened and hashed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +128,10 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         if cassette is not None and (not isinstance(cassette, str | os.PathLike) or not os.fspath(cassette)):
             raise _misuse(item, marker, f"cassette must be a file name or path, got {cassette!r}")
         values["cassette"] = os.fspath(cassette) if cassette is not None else None
+        if values["cassette"] is not None:
+            problem = marker_cassette_problem(item, item.config, values["cassette"])
+            if problem is not None:
+                raise _misuse(item, marker, problem)
         if "record" in flow and flow["record"] is not None:
             try:
                 values["record"] = RecordMode.parse(flow["record"], where="record")
@@ -166,37 +174,96 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
     return values
 
 
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogatepass"))
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as one file name, by an injective rule (two names never give one file).
+
+    Letters, digits and ``_ . - [ ] = , + @`` are kept; every other character (``/``, space, ``%``, a
+    newline, ``:``...) becomes ``%XX`` per UTF-8 byte, as in a URL (``a/b`` -> ``a%2Fb``, ``a b`` ->
+    ``a%20b``, ``a_b`` stays). A result longer than 200 UTF-8 bytes keeps its first bytes and ends with
+    ``~`` and 16 hex digits of the SHA-256 of the whole escaped name (``~`` never occurs otherwise), so
+    it fits every file system's 255-byte limit with the extension.
+    """
+    escaped = _UNSAFE.sub(_escape, name)
+    if escaped in (".", ".."):
+        escaped = escaped.replace(".", "%2E")
+    raw = escaped.encode("utf-8")
+    if len(raw) <= _MAX_NAME_BYTES:
+        return escaped
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: _MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
 def cassette_name(item: pytest.Item) -> str:
-    """``<Class>.<test name>`` or ``<test name>``, made safe for file names (pytest-recording's rule)."""
+    """``<Class>.<test name>`` or ``<test name>`` as a file name (see :func:`safe_file_name`)."""
     name = item.name
     cls = getattr(item, "cls", None)
     if cls is not None:
         name = f"{cls.__name__}.{name}"
-    return _UNSAFE.sub("_", name)
+    return safe_file_name(name)
+
+
+def _cassette_base(item: pytest.Item, config: pytest.Config) -> Path:
+    """``<dir>/<module>``: where the cassettes of ``item``'s module live."""
+    module = Path(str(item.path))
+    ini_dir = config.getini("agentflows_cassette_dir")
+    base = Path(config.rootpath, ini_dir) if ini_dir else module.parent / "cassettes"
+    return base / module.stem
+
+
+def marker_cassette_problem(item: pytest.Item, config: pytest.Config, name: str) -> str | None:
+    """What is wrong with a ``cassette=`` marker value, or ``None``.
+
+    The file must stay inside the project (the rootdir) or the cassette directory: ``..`` may move between
+    cassette folders but not out of them; an absolute path must point inside them too. No control
+    characters (a newline), and no part longer than 255 bytes.
+    """
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"cassette={name!r} contains a control character (a newline?), which no file name may hold"
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in Path(name).parts):
+        return (
+            "cassette= has a path part longer than 255 bytes, which file systems refuse; use a shorter name"
+        )
+    base = _cassette_base(item, config)
+    target = Path(os.path.normpath(base / name))
+    roots = [Path(os.path.normpath(config.rootpath)), Path(os.path.normpath(base.parent))]
+    if not any(target == root or root in target.parents for root in roots):
+        return (
+            f"cassette={name!r} resolves to {target}, outside the project ({roots[0]}) and the cassette "
+            f"directory ({roots[1]}); a test may only write cassettes inside them"
+        )
+    return None
 
 
 def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | None = None) -> Path:
     """The cassette file of ``item``: ``<dir>/<module>/<name>.<format>``.
 
     ``<dir>`` is ini ``agentflows_cassette_dir`` (relative to the rootdir), else ``cassettes/`` beside
-    the test module; ``<format>`` is ini ``agentflows_cassette_format`` (``yaml``, the default, or
+    the test module; ``<name>`` is the marker's ``cassette=`` (a path relative to ``<dir>/<module>``, kept
+    inside the project: see :func:`marker_cassette_problem`), else the test's name made a safe file name
+    (:func:`safe_file_name`); ``<format>`` is ini ``agentflows_cassette_format`` (``yaml``, the default, or
     ``json``) unless ``name`` has its own extension.
 
     Raises:
-        UsageError: for an unknown ``agentflows_cassette_format``.
+        UsageError: for an unknown ``agentflows_cassette_format``, or a ``cassette=`` that leaves the
+            project (or holds a control character).
     """
-    module = Path(str(item.path))
-    ini_dir = config.getini("agentflows_cassette_dir")
-    base = Path(config.rootpath, ini_dir) if ini_dir else module.parent / "cassettes"
+    base = _cassette_base(item, config)
+    if name is not None:
+        problem = marker_cassette_problem(item, config, name)
+        if problem is not None:
+            raise UsageError(f"{item.nodeid}: @pytest.mark.agentflow: {problem}")
     file = name or cassette_name(item)
-    if Path(file).is_absolute():
-        return Path(file)
     if not file.endswith((".yaml", ".yml", ".json")):
         fmt = (config.getini("agentflows_cassette_format") or "yaml").strip().lower()
         if fmt not in ("yaml", "json"):
             raise UsageError(f"ini agentflows_cassette_format must be 'yaml' or 'json', got {fmt!r}")
         file += f".{fmt}"
-    return base / module.stem / file
+    return Path(os.path.normpath(base / file))
 
 
 def resolve(item: pytest.Item) -> FlowOptions:
