@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
-from .runtime._context import AgentScope, current_agent, inherit_context_in_threads
+from .runtime._context import AgentScope, current_agent, current_flow, inherit_context_in_threads
 from .runtime._models import Decision, ModelCall, Usage
 from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
 from .runtime.budget import UNATTRIBUTED, BudgetPool, PriceUnknownError
@@ -111,6 +111,7 @@ class Flow:
         """
         with ExitStack() as stack:
             stack.callback(self._deactivated)
+            stack.callback(_reset_flow, current_flow.set(self))
             stack.enter_context(inherit_context_in_threads())
             if self.cassette_path is not None:
                 from .cassette._recorder import Recorder
@@ -368,6 +369,7 @@ class Flow:
             AssertionError: when over a cap; the message gives spend per agent.
             UsageError: when ``usd`` is set but a call's model has no known price (genai-prices).
         """
+        __tracebackhide__ = True  # pytest shows the caller's line and the message, not this body
         usage = self.usage
         problems = []
         if usd is not None:
@@ -394,6 +396,7 @@ class Flow:
         Raises:
             AssertionError: with elapsed vs deadline and the slowest calls.
         """
+        __tracebackhide__ = True
         elapsed = self.elapsed
         if elapsed > seconds + 1e-9:
             slow = sorted(self.calls, key=lambda c: -c.latency_s)[:3]
@@ -407,3 +410,10 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow({self.test_id!r}, calls={len(self.calls)}, elapsed={self.elapsed:.3f}s)"
+
+
+def _reset_flow(token: Any) -> None:
+    try:
+        current_flow.reset(token)
+    except ValueError:  # left in another context than the one it was entered in
+        current_flow.set(None)

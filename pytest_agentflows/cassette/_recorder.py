@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from vcr.cassette import Cassette as _VcrCassette
 
 from ..errors import CassetteError, UnrecordedRequestError
-from ..runtime._context import current_agent
+from ..runtime._context import current_agent, current_flow
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
 from ._redact import Redactor
@@ -209,7 +209,16 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
     def __contains__(self, request: Any) -> bool:
         return bool(self._queues.get(self._key(request)))
 
+    def _foreign(self) -> Any:
+        """The other flow the running code belongs to (a thread that outlived its test), else ``None``."""
+        owner = current_flow.get()
+        if owner is None or self.listener is None or owner is self.listener:
+            return None
+        return owner
+
     def can_play_response_for(self, request: Any) -> bool:
+        if self._foreign() is not None:  # never served from, recorded into or blamed on this test
+            raise self._miss(request)
         if self.mode is not RecordMode.ALL and self._queues.get(self._key(request)):
             return True
         if self.mode is RecordMode.NONE:
@@ -222,7 +231,13 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             self._key_memo.clear()
         key = self._key(request)
         recorded = [self._key(r, redacted=True) for r, _ in self.data[: self._loaded_count]]
-        if not os.path.exists(self._path):
+        foreign = self._foreign()
+        if foreign is not None:
+            reason = (
+                "made by a thread that outlived its test (or belongs to another flow); not served from "
+                f"cassette {self._path} of {self.test_id}, and not counted against that test"
+            )
+        elif not os.path.exists(self._path):
             reason = "the cassette file does not exist"
         elif not recorded:
             reason = "the cassette has no interactions"
@@ -230,7 +245,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             reason = "no recorded interaction matches this method, URL and body (or all were used)"
         redacted = self.redactor.request(request)
         error = UnrecordedRequestError(
-            test=self.test_id,
+            test=str(getattr(foreign, "test_id", "(another flow)")) if foreign is not None else self.test_id,
             cassette=str(self._path),
             agent=current_agent.get(),
             method=request.method,
@@ -238,7 +253,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             diff=nearest_diff(key, recorded),
             reason=reason,
         )
-        self.misses.append(error)
+        if foreign is None:
+            self.misses.append(error)
         return error
 
     def play_response(self, request: Any) -> dict[str, Any]:
@@ -263,7 +279,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             body: The request body, read.
             headers: The request's headers (``module.Headers``).
         """
-        if self.mode is RecordMode.ALL:
+        if self.mode is RecordMode.ALL or self._foreign() is not None:
             return None
         queue = self._queues.get(self._key(_LiveRequest(method, url, body, headers)))
         try:

@@ -341,6 +341,7 @@ def agent_supervisor(agentflow: Flow) -> Any:
 
 
 def _verdicts(item: pytest.Item, flow: Flow) -> None:
+    __tracebackhide__ = True  # the verdict's message says it all: no frames of ours in the report
     marker = item.get_closest_marker("agent_budget")
     if marker is not None:
         flow.assert_within_budget(usd=flow.budget.usd, tokens=flow.budget.tokens)
@@ -350,21 +351,111 @@ def _verdicts(item: pytest.Item, flow: Flow) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    __tracebackhide__ = True
     try:
         result = yield
         flow = item.stash.get(FLOW_KEY, None)
         if flow is not None:
-            misses = flow.pending_misses()
-            if misses:
-                raise misses[0]
+            unhandled = [m for m in flow.pending_misses() if not _reached_test(m, item)]
+            if unhandled:
+                _fail_swallowed(unhandled)
             _verdicts(item, flow)
     except BaseException as exc:
         if FLOW_KEY in item.stash:
             item.stash[CALL_KEY] = _call_ended(exc)
+            _shorten_miss(exc)
         raise
     if flow is not None:
         item.stash[CALL_KEY] = "passed"
     return result
+
+
+def _test_code(item: pytest.Item) -> Any:
+    function = getattr(item, "function", None)
+    return getattr(inspect.unwrap(function), "__code__", None) if function is not None else None
+
+
+def _reached_test(miss: BaseException, item: pytest.Item) -> bool:
+    """Whether ``miss`` propagated up to the test function itself (which then caught it: it is handled).
+
+    A raised exception's traceback gains one entry per frame it passes through, so the test function's
+    frame is in it exactly when the miss reached the test's own code (``pytest.raises``, an ``except`` in
+    the test). A miss that app code (or a framework, or a thread) swallowed never gets there.
+    """
+    code = _test_code(item)
+    tb = miss.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _fail_swallowed(misses: list[Any]) -> None:
+    """Fail the test with the first miss that code other than the test function caught (no frames)."""
+    __tracebackhide__ = True
+    first = misses[0]
+    more = f" (and {len(misses) - 1} more)" if len(misses) > 1 else ""
+    note = (
+        f"\n(caught by code other than the test function{more}, so the test fails anyway; a test that "
+        "expects a miss catches it itself, e.g. with pytest.raises(UnrecordedRequestError))"
+    )
+    raise _short(first, note)
+
+
+def _short(miss: Any, note: str) -> BaseException:
+    """``miss`` without its frames (where app code raised and caught it), ``note`` added to its message."""
+    miss.args = (str(miss) + note,)
+    return miss.with_traceback(None)  # type: ignore[no-any-return]
+
+
+_LIBRARY_DIRS: tuple[str, ...] | None = None
+
+
+def _library_dirs() -> tuple[str, ...]:
+    global _LIBRARY_DIRS
+    if _LIBRARY_DIRS is None:
+        import os
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        dirs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this package
+        _LIBRARY_DIRS = tuple(sorted(os.path.join(os.path.realpath(d), "") for d in dirs if d))
+    return _LIBRARY_DIRS
+
+
+def _shorten_miss(exc: BaseException) -> None:
+    """Cut a miss's traceback after the last frame of the user's code (the call that made the request).
+
+    Below it are only the SDK, httpx, vcrpy's stubs and this plugin (~100 lines pytest would print before
+    the message); above it stay the test and the app code that led to the request.
+    """
+    from ..errors import UnrecordedRequestError
+
+    if not isinstance(exc, UnrecordedRequestError):
+        return
+    import os
+    import types
+
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    library = _library_dirs()
+    user = [
+        i
+        for i, entry in enumerate(entries)
+        if not os.path.realpath(entry.tb_frame.f_code.co_filename).startswith(library)
+        and not entry.tb_frame.f_code.co_filename.startswith("<")
+    ]
+    if not user or user[-1] == len(entries) - 1:
+        return
+    chain = None
+    for entry in reversed(entries[: user[-1] + 1]):
+        chain = types.TracebackType(chain, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    exc.with_traceback(chain)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -20,6 +20,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentflows_agent", default=None)
 """Name of the agent whose model calls are being made, or ``None``."""
 
+current_flow: contextvars.ContextVar[object | None] = contextvars.ContextVar("agentflows_flow", default=None)
+"""The flow whose code is running (set by ``Flow.activate``), or ``None``; follows tasks and threads.
+
+A request is attributed to this flow: a thread started in one test that outlives it still carries that
+test's flow, so its late requests are never blamed on the test running at the time.
+"""
+
 
 class AgentScope:
     """Context manager and decorator that attributes model calls to ``name`` (see ``Flow.agent``)."""
