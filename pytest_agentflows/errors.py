@@ -90,6 +90,32 @@ class CassetteConflictError(CassetteError):
         return (type(self), (self.path, self.test, self.recorded))
 
 
+class CassetteSaveError(CassetteError):
+    """A recording cannot be written to its cassette in the cassette's format; nothing was written.
+
+    Raised when the flow saves (at the test's teardown), e.g. for a body that is not UTF-8 text in a JSON
+    cassette, which vcrpy's JSON format cannot hold.
+
+    Args:
+        path: The cassette file.
+        where: The place in the recording (``"interactions[3].response.body"``), or ``""``.
+        reason: What cannot be written, and how to fix it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], where: str, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.where = where
+        self.reason = reason
+        place = f" at {where}" if where else ""
+        AgentflowsError.__init__(
+            self,
+            f"cannot save the recording to cassette {self.path}{place}: {reason}. The file was left as it was.",
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.where, self.reason))
+
+
 class UnrecordedRequestError(AgentflowsError):
     """A model request has no recorded response, and the record mode forbids going to the network.
 

@@ -212,18 +212,24 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     item.stash[FLOW_KEY] = flow
     _RUNNING[item.nodeid] = (item, flow)
     _attach_loop_first(item, flow)
-    with contextlib.ExitStack() as stack:
-        unreadable = None
-        try:
-            stack.enter_context(flow.activate())
-        except CassetteError as exc:
-            unreadable = exc
-        if unreadable is not None:  # the message names the file and the place: no traceback to read
-            pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
-        yield flow
-        ended = item.stash.get(CALL_KEY, "did not run to the end")
-        if ended != "passed":
-            flow.mark_failed(ended)
+    unsaved: CassetteError | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            unreadable = None
+            try:
+                stack.enter_context(flow.activate())
+            except CassetteError as exc:
+                unreadable = exc
+            if unreadable is not None:  # the message names the file and the place: no traceback to read
+                pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
+            yield flow
+            ended = item.stash.get(CALL_KEY, "did not run to the end")
+            if ended != "passed":
+                flow.mark_failed(ended)
+    except CassetteError as exc:  # saving failed (conflict, unwritable body): the message says it all
+        unsaved = exc
+    if unsaved is not None:
+        pytest.fail(f"{type(unsaved).__name__}: {unsaved}", pytrace=False)
     if flow.discarded is not None:
         reason, count = flow.discarded
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))

@@ -110,6 +110,18 @@ def _number(
     return float(value)
 
 
+def _same_check(item: pytest.Item, marker: pytest.Mark, build: Any) -> None:
+    """Build the runtime object the fixture will build from these values: what it refuses is misuse too.
+
+    The collection check and the fixture then can never disagree (``agent_deadline(0)`` passed the
+    number check but ``Deadline`` refuses 0: a traceback at setup instead of a one-line error).
+    """
+    try:
+        build()
+    except (ValueError, TypeError) as exc:
+        raise _misuse(item, marker, str(exc)) from None
+
+
 def check_markers(item: pytest.Item) -> None:
     """Check the arguments of this plugin's markers on ``item`` (the closest of each; every agent_faults).
 
@@ -158,12 +170,18 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         values["tokens"] = int(tokens) if tokens is not None else None
         if values["usd"] is None and values["tokens"] is None:
             raise _misuse(item, marker, "sets no cap: give usd= and/or tokens=")
+        from ..runtime.budget import BudgetPool
+
+        _same_check(item, marker, lambda: BudgetPool(usd=values["usd"], tokens=values["tokens"]))
     marker, deadline = _marker_kwargs(item, "agent_deadline", ("seconds",), positional=("seconds",))
     values["seconds"] = None
     if marker is not None:
         values["seconds"] = _number(item, marker, deadline, "seconds", "virtual seconds")
         if values["seconds"] is None:
             raise _misuse(item, marker, "needs the seconds")
+        from ..runtime.deadline import Deadline
+
+        _same_check(item, marker, lambda: Deadline(values["seconds"]))
     for marker in item.iter_markers("agent_faults"):
         from ..testing.faults import faults_from_marker
 
