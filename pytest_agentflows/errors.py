@@ -109,7 +109,8 @@ class CassetteSaveError(CassetteError):
         place = f" at {where}" if where else ""
         AgentflowsError.__init__(
             self,
-            f"cannot save the recording to cassette {self.path}{place}: {reason}. The file was left as it was.",
+            f"cannot save the recording to cassette {self.path}{place}: {reason}. The file was left as it "
+            "was (the test's recording is lost: fix the cause, then record again).",
         )
 
     def __reduce__(self) -> tuple[object, ...]:
