@@ -525,7 +525,7 @@ def _serialize(path: str | os.PathLike[str], cassette_dict: dict[str, Any], seri
                     except UnicodeDecodeError:
                         kind = "request" if side == "requests" else "response"
                         where = where or f"interactions[{index}].{kind}.body"
-        format_name = "JSON" if getattr(serializer, "__name__", "").endswith("json") else "its format"
+        format_name = "JSON" if "json" in getattr(serializer, "__name__", "") else "its format"
         raise CassetteSaveError(
             path,
             where,
