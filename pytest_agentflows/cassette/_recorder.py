@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import threading
 import time
 import zlib
 from collections import deque
@@ -44,6 +45,21 @@ from ._redact import Redactor
 from ._store import GuardedPersister
 
 META_KEY = "agentflows"
+
+_REWRITTEN: set[str] = set()
+"""Cassettes (real paths) saved in record mode ``all`` by this process since :func:`forget_rewritten`.
+
+``--record-agents=all`` rewrites a cassette with this run's interactions; a cassette several tests share
+is rewritten by the first of them and then merged: every later test keeps what the earlier ones
+recorded in this run and adds its own (see ``docs/recording.md``, "Shared cassettes").
+"""
+_REWRITTEN_LOCK = threading.Lock()
+
+
+def forget_rewritten() -> None:
+    """Start a new recording session: the next ``all`` use of every cassette rewrites it from scratch."""
+    with _REWRITTEN_LOCK:
+        _REWRITTEN.clear()
 
 
 class ExchangeListener(Protocol):
@@ -125,6 +141,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         """Interactions recorded now that were not saved because of ``discard_reason``."""
         self.save_error: BaseException | None = None
         """What saving raised (re-raised by :class:`Recorder` once vcrpy's patches are undone)."""
+        self.keep_loaded = False
+        """Record mode ``all`` on a cassette an earlier test of this run rewrote: keep its interactions."""
         super().__init__(path, **kwargs)
 
     # -- saving ------------------------------------------------------------------------------------------
@@ -364,6 +382,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return {"requests": [r for r, _ in pairs], "responses": [r for _, r in pairs]}
 
     def _rerecorded_interactions(self) -> list[tuple[Any, Any]]:
+        if self.keep_loaded:  # what earlier tests of this run recorded, then this test's recording
+            return self._in_stable_order(list(self.data))
         return self._in_stable_order(list(super()._rerecorded_interactions()))
 
     def _append_loaded(self, request: Any, response: dict[str, Any]) -> None:
@@ -562,6 +582,7 @@ class Recorder:
             agentflows_clock_now=self.clock.now,
         )
         self.cassette = self._cm.__enter__()
+        self.cassette.keep_loaded = self.mode is RecordMode.ALL and os.path.realpath(self.path) in _REWRITTEN
         try:
             self._wrap_transports()
         except BaseException:
@@ -581,6 +602,9 @@ class Recorder:
         if cassette.save_error is not None:
             error, cassette.save_error = cassette.save_error, None
             raise error
+        if self.mode is RecordMode.ALL and cassette.discard_reason is None and cassette.recorded_count:
+            with _REWRITTEN_LOCK:
+                _REWRITTEN.add(os.path.realpath(self.path))
 
     def _wrap_transports(self) -> None:
         """Wrap vcrpy's patches of the httpx/httpx2 transports: replays from the index, time on the clock."""

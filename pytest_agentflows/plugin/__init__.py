@@ -122,6 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _forget_snapshot_reads()
+    recorder = sys.modules.get("pytest_agentflows.cassette._recorder")  # (not imported: nothing to forget)
+    if recorder is not None:
+        recorder.forget_rewritten()  # --record-agents=all rewrites each cassette afresh in every session
 
 
 def _forget_snapshot_reads() -> None:
