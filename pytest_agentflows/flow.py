@@ -206,6 +206,11 @@ class Flow:
         self._extra_misses.append(error)
 
     @property
+    def recorded_interactions(self) -> int:
+        """HTTP interactions recorded from the network into the cassette so far (0 when only replaying)."""
+        return int(getattr(self._cassette, "recorded_count", 0) or 0)
+
+    @property
     def replayed_calls(self) -> int:
         """Model calls served from the cassette so far."""
         return sum(1 for c in self.calls if c.replayed)

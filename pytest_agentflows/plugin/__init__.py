@@ -191,7 +191,7 @@ def pytest_collection_modifyitems(
 def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     """The test's :class:`~pytest_agentflows.Flow`, its cassette active (see the ``agentflow`` marker)."""
     from ..cassette._redact import Redactor
-    from ..errors import CassetteError, UsageError
+    from ..errors import CassetteError, CassetteSaveError, UsageError
     from ..flow import Flow
     from ._options import resolve
 
@@ -231,11 +231,44 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
                 flow.mark_failed(ended)
     except CassetteError as exc:  # saving failed (conflict, unwritable body): the message says it all
         unsaved = exc
+    except OSError as exc:  # disk full, read-only directory...
+        unsaved = CassetteSaveError(
+            flow.cassette_path or "", "", f"writing the file failed ({type(exc).__name__}: {exc})"
+        )
+    if flow.recorded_interactions:
+        _snapshots_follow_cassette(item, saved=unsaved is None and flow.discarded is None)
     if unsaved is not None:
         pytest.fail(f"{type(unsaved).__name__}: {unsaved}", pytrace=False)
     if flow.discarded is not None:
         reason, count = flow.discarded
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
+
+
+def _snapshots_follow_cassette(item: pytest.Item, *, saved: bool) -> None:
+    """Write the snapshots a recording test updated now that its cassette is saved, or drop them if not.
+
+    syrupy queues snapshot writes and flushes them at the end of the session. A test that recorded must
+    not leave a cassette and a snapshot from different runs: with its cassette saved, its queued snapshot
+    files are written right away (a later crash or kill keeps the pair); when the cassette was not saved
+    (the test failed, the disk was full), its queued writes are dropped and its old snapshots stay, like
+    its old cassette.
+    """
+    syrupy = getattr(item.config, "_syrupy", None)
+    queue = getattr(syrupy, "_queued_snapshot_writes", None)
+    flush = getattr(syrupy, "_flush_snapshot_write_queue_key", None)
+    if not isinstance(queue, dict) or flush is None:
+        return
+    nodeid = item.nodeid
+    for ext_key in list(queue):
+        entries = queue[ext_key]
+        mine = [k for k in entries if getattr(getattr(k[0], "item", None), "nodeid", None) == nodeid]
+        if not mine:
+            continue
+        if saved:
+            flush(ext_key)
+        else:
+            for key in mine:
+                del entries[key]
 
 
 def _discard_line(nodeid: str, flow: Flow, reason: str, count: int) -> str:
