@@ -182,7 +182,7 @@ def test_a_budget_verdict_shows_no_plugin_frames(
     project: pytest.Pytester, model_server: LocalModelServer
 ) -> None:
     project.makepyfile(
-        test_budget="""
+        test_verdict_frames="""
 import os, openai, pytest
 
 @pytest.mark.agent_budget(tokens=5)
@@ -206,9 +206,9 @@ def test_explicit(agentflow):
         assert internal not in text
     result.stdout.fnmatch_lines(
         [
-            "E   AssertionError: test_budget.py::test_over: agent budget exceeded: used * tokens of a 5-token budget.",
+            "E   AssertionError: test_verdict_frames.py::test_over: agent budget exceeded: used * tokens of a 5-token budget.",
             "*agentflow.assert_within_budget(tokens=5)",
-            "E   *AssertionError: test_budget.py::test_explicit: agent budget exceeded*",
+            "E   *AssertionError: test_verdict_frames.py::test_explicit: agent budget exceeded*",
         ]
     )
 

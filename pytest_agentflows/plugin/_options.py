@@ -233,12 +233,15 @@ def _cassette_base(item: pytest.Item, config: pytest.Config) -> Path:
     return base / module.stem
 
 
-def marker_cassette_problem(item: pytest.Item, config: pytest.Config, name: str) -> str | None:
+def marker_cassette_problem(
+    item: pytest.Item, config: pytest.Config, name: str, *, recording: bool = False
+) -> str | None:
     """What is wrong with a ``cassette=`` marker value, or ``None``.
 
-    The file must stay inside the project (the rootdir) or the cassette directory: ``..`` may move between
-    cassette folders but not out of them; an absolute path must point inside them too. No control
-    characters (a newline), and no part longer than 255 bytes.
+    A relative name is a path from ``<dir>/<module>/``: ``..`` may move between cassette folders but the
+    file must stay inside the project (the rootdir) or the cassette directory. An absolute path is used as
+    it is for replay (a shared read-only fixture); a test that records into it must keep it inside them too
+    (``recording=True``). Never a control character (a newline), nor a part longer than 255 bytes.
     """
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return f"cassette={name!r} contains a control character (a newline?), which no file name may hold"
@@ -246,33 +249,38 @@ def marker_cassette_problem(item: pytest.Item, config: pytest.Config, name: str)
         return (
             "cassette= has a path part longer than 255 bytes, which file systems refuse; use a shorter name"
         )
+    if Path(name).is_absolute() and not recording:
+        return None
     base = _cassette_base(item, config)
     target = Path(os.path.normpath(base / name))
     roots = [Path(os.path.normpath(config.rootpath)), Path(os.path.normpath(base.parent))]
     if not any(target == root or root in target.parents for root in roots):
+        what = "records into" if Path(name).is_absolute() else "resolves to"
         return (
-            f"cassette={name!r} resolves to {target}, outside the project ({roots[0]}) and the cassette "
+            f"cassette={name!r} {what} {target}, outside the project ({roots[0]}) and the cassette "
             f"directory ({roots[1]}); a test may only write cassettes inside them"
         )
     return None
 
 
-def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | None = None) -> Path:
+def default_cassette_path(
+    item: pytest.Item, config: pytest.Config, name: str | None = None, *, recording: bool = False
+) -> Path:
     """The cassette file of ``item``: ``<dir>/<module>/<name>.<format>``.
 
     ``<dir>`` is ini ``agentflows_cassette_dir`` (relative to the rootdir), else ``cassettes/`` beside
     the test module; ``<name>`` is the marker's ``cassette=`` (a path relative to ``<dir>/<module>``, kept
-    inside the project: see :func:`marker_cassette_problem`), else the test's name made a safe file name
-    (:func:`safe_file_name`); ``<format>`` is ini ``agentflows_cassette_format`` (``yaml``, the default, or
-    ``json``) unless ``name`` has its own extension.
+    inside the project, or an absolute path: see :func:`marker_cassette_problem`), else the test's name
+    made a safe file name (:func:`safe_file_name`); ``<format>`` is ini ``agentflows_cassette_format``
+    (``yaml``, the default, or ``json``) unless ``name`` has its own extension.
 
     Raises:
         UsageError: for an unknown ``agentflows_cassette_format``, or a ``cassette=`` that leaves the
-            project (or holds a control character).
+            project (an absolute one: only when ``recording``) or holds a control character.
     """
     base = _cassette_base(item, config)
     if name is not None:
-        problem = marker_cassette_problem(item, config, name)
+        problem = marker_cassette_problem(item, config, name, recording=recording)
         if problem is not None:
             raise UsageError(f"{item.nodeid}: @pytest.mark.agentflow: {problem}")
     file = name or cassette_name(item)
@@ -299,7 +307,9 @@ def resolve(item: pytest.Item) -> FlowOptions:
     if save_on_failure is None:
         save_on_failure = bool(config.getini("agentflows_save_on_failure"))
     return FlowOptions(
-        cassette=default_cassette_path(item, config, values["cassette"]),
+        cassette=default_cassette_path(
+            item, config, values["cassette"], recording=record is not RecordMode.NONE
+        ),
         record=record,
         latency=values["latency"],
         budget_usd=values["usd"],
