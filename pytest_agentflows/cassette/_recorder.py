@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import threading
 import time
 import zlib
 from collections import deque
@@ -39,27 +38,13 @@ from vcr.cassette import Cassette as _VcrCassette
 
 from ..errors import CassetteError, UnrecordedRequestError
 from ..runtime._context import current_agent, current_flow
+from . import _session
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
 from ._redact import Redactor
 from ._store import GuardedPersister
 
 META_KEY = "agentflows"
-
-_REWRITTEN: set[str] = set()
-"""Cassettes (real paths) saved in record mode ``all`` by this process since :func:`forget_rewritten`.
-
-``--record-agents=all`` rewrites a cassette with this run's interactions; a cassette several tests share
-is rewritten by the first of them and then merged: every later test keeps what the earlier ones
-recorded in this run and adds its own (see ``docs/recording.md``, "Shared cassettes").
-"""
-_REWRITTEN_LOCK = threading.Lock()
-
-
-def forget_rewritten() -> None:
-    """Start a new recording session: the next ``all`` use of every cassette rewrites it from scratch."""
-    with _REWRITTEN_LOCK:
-        _REWRITTEN.clear()
 
 
 class ExchangeListener(Protocol):
@@ -582,7 +567,8 @@ class Recorder:
             agentflows_clock_now=self.clock.now,
         )
         self.cassette = self._cm.__enter__()
-        self.cassette.keep_loaded = self.mode is RecordMode.ALL and os.path.realpath(self.path) in _REWRITTEN
+        # --record-agents=all on a cassette an earlier test of this session rewrote: merge into it
+        self.cassette.keep_loaded = self.mode is RecordMode.ALL and _session.rewritten(self.path)
         try:
             self._wrap_transports()
         except BaseException:
@@ -603,8 +589,7 @@ class Recorder:
             error, cassette.save_error = cassette.save_error, None
             raise error
         if self.mode is RecordMode.ALL and cassette.discard_reason is None and cassette.recorded_count:
-            with _REWRITTEN_LOCK:
-                _REWRITTEN.add(os.path.realpath(self.path))
+            _session.note_rewritten(self.path)
 
     def _wrap_transports(self) -> None:
         """Wrap vcrpy's patches of the httpx/httpx2 transports: replays from the index, time on the clock."""

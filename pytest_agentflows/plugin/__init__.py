@@ -122,9 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _forget_snapshot_reads()
-    recorder = sys.modules.get("pytest_agentflows.cassette._recorder")  # (not imported: nothing to forget)
-    if recorder is not None:
-        recorder.forget_rewritten()  # --record-agents=all rewrites each cassette afresh in every session
+    from ..cassette import _session
+
+    _session.begin()  # --record-agents=all rewrites each cassette afresh once per session (shared: merged)
 
 
 def _forget_snapshot_reads() -> None:
@@ -546,6 +546,9 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    from ..cassette import _session
+
+    _session.end()
     config = session.config
     rows = config.stash.get(ROWS_KEY, [])
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports

@@ -141,7 +141,11 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
             raise _misuse(item, marker, f"cassette must be a file name or path, got {cassette!r}")
         values["cassette"] = os.fspath(cassette) if cassette is not None else None
         if values["cassette"] is not None:
-            problem = marker_cassette_problem(item, item.config, values["cassette"])
+            mode = values["record"] or RecordMode.parse(
+                item.config.getoption("agentflows_record", None), where="--record-agents"
+            )
+            recording = mode is not RecordMode.NONE
+            problem = marker_cassette_problem(item, item.config, values["cassette"], recording=recording)
             if problem is not None:
                 raise _misuse(item, marker, problem)
         if "record" in flow and flow["record"] is not None:
