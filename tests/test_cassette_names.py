@@ -67,7 +67,7 @@ def test_parametrized_ids_get_distinct_cassettes_and_replay(
     ("cassette", "why"),
     [
         ("../../../outside", "*resolves to *outside the project*"),
-        ("/tmp/agentflows-outside.yaml", "*resolves to *outside the project*"),
+        ("/tmp/agentflows-outside.yaml", "*records into *outside the project*"),
         ("two\nlines", "*contains a control character*"),
         ("L" * 300, "*longer than 255 bytes*"),
     ],

@@ -568,7 +568,9 @@ class Recorder:
         )
         self.cassette = self._cm.__enter__()
         # --record-agents=all on a cassette an earlier test of this session rewrote: merge into it
-        self.cassette.keep_loaded = self.mode is RecordMode.ALL and _session.rewritten(self.path)
+        self.cassette.keep_loaded = self.mode is RecordMode.ALL and _session.rewritten(
+            self.path, self.test_id
+        )
         try:
             self._wrap_transports()
         except BaseException:
@@ -589,7 +591,7 @@ class Recorder:
             error, cassette.save_error = cassette.save_error, None
             raise error
         if self.mode is RecordMode.ALL and cassette.discard_reason is None and cassette.recorded_count:
-            _session.note_rewritten(self.path)
+            _session.note_rewritten(self.path, self.test_id)
 
     def _wrap_transports(self) -> None:
         """Wrap vcrpy's patches of the httpx/httpx2 transports: replays from the index, time on the clock."""

@@ -12,13 +12,14 @@ import os
 import threading
 
 _lock = threading.Lock()
-_sessions: list[set[str]] = []
+_sessions: list[dict[str, set[str]]] = []
+"""Per open session: cassette real path -> the tests (node ids) whose ``all`` recording saved it."""
 
 
 def begin() -> None:
     """Open a recording session: no cassette is rewritten in it yet."""
     with _lock:
-        _sessions.append(set())
+        _sessions.append({})
 
 
 def end() -> None:
@@ -28,14 +29,19 @@ def end() -> None:
             _sessions.pop()
 
 
-def rewritten(path: str | os.PathLike[str]) -> bool:
-    """Whether an earlier ``all`` recording of the open session saved ``path``."""
+def rewritten(path: str | os.PathLike[str], test: str) -> bool:
+    """Whether an ``all`` recording of another test than ``test`` saved ``path`` in the open session.
+
+    The same test recording again (a rerun, or one standalone flow after another) rewrites afresh.
+    """
     with _lock:
-        return bool(_sessions) and os.path.realpath(path) in _sessions[-1]
+        if not _sessions:
+            return False
+        return bool(_sessions[-1].get(os.path.realpath(path), set()) - {test})
 
 
-def note_rewritten(path: str | os.PathLike[str]) -> None:
-    """Remember that an ``all`` recording saved ``path`` (a no-op outside a session)."""
+def note_rewritten(path: str | os.PathLike[str], test: str) -> None:
+    """Remember that the ``all`` recording of ``test`` saved ``path`` (a no-op outside a session)."""
     with _lock:
         if _sessions:
-            _sessions[-1].add(os.path.realpath(path))
+            _sessions[-1].setdefault(os.path.realpath(path), set()).add(test)

@@ -198,8 +198,8 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     item = request.node
     try:
         options = resolve(item)
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    except UsageError as exc:  # (the collection check catches marker misuse first: one line here too)
+        pytest.fail(f"UsageError: {exc}", pytrace=False)
     flow = Flow(
         cassette=options.cassette,
         record=options.record,

@@ -140,14 +140,6 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         if cassette is not None and (not isinstance(cassette, str | os.PathLike) or not os.fspath(cassette)):
             raise _misuse(item, marker, f"cassette must be a file name or path, got {cassette!r}")
         values["cassette"] = os.fspath(cassette) if cassette is not None else None
-        if values["cassette"] is not None:
-            mode = values["record"] or RecordMode.parse(
-                item.config.getoption("agentflows_record", None), where="--record-agents"
-            )
-            recording = mode is not RecordMode.NONE
-            problem = marker_cassette_problem(item, item.config, values["cassette"], recording=recording)
-            if problem is not None:
-                raise _misuse(item, marker, problem)
         if "record" in flow and flow["record"] is not None:
             try:
                 values["record"] = RecordMode.parse(flow["record"], where="record")
@@ -158,6 +150,14 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
                     f"unknown record mode {flow['record']!r}; valid values: "
                     + ", ".join(m.value for m in RecordMode),
                 ) from None
+        if values["cassette"] is not None:
+            mode = values["record"] or RecordMode.parse(
+                item.config.getoption("agentflows_record", None), where="--record-agents"
+            )
+            recording = mode is not RecordMode.NONE
+            problem = marker_cassette_problem(item, item.config, values["cassette"], recording=recording)
+            if problem is not None:
+                raise _misuse(item, marker, problem)
         latency = flow.get("latency", "recorded")
         if latency not in ("recorded", "zero"):
             raise _misuse(item, marker, f"latency must be 'recorded' or 'zero', got {latency!r}")
