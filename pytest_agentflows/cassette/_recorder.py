@@ -38,6 +38,7 @@ from vcr.cassette import Cassette as _VcrCassette
 
 from ..errors import CassetteError, UnrecordedRequestError
 from ..runtime._context import current_agent, current_flow
+from ..runtime._sdk_waits import patch_loaded_sdks
 from . import _session
 from ._keys import RequestKey, nearest_diff, request_key
 from ._modes import RecordMode
@@ -230,6 +231,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return False
 
     def _miss(self, request: Any) -> UnrecordedRequestError:
+        patch_loaded_sdks()  # an SDK imported after activation must not retry or wrap this miss either
         if self.redactor.learn(request):  # the diff below prints the body: mask this request's secrets
             self._key_memo.clear()
         key = self._key(request)
