@@ -126,6 +126,35 @@ def test_b_innocent(agentflow):
 """
 
 
+POOL = """
+import os, httpx, pytest
+from concurrent.futures import ThreadPoolExecutor
+
+POOL = ThreadPoolExecutor(max_workers=1)  # module-level: its worker thread starts in the first test
+
+def ask(url):
+    return httpx.post(url + "/v1/chat/completions", json={"model": "m", "messages": []}).status_code
+
+@pytest.mark.agentflow(cassette="pool.yaml")
+def test_a_starts_the_worker(agentflow):
+    POOL.submit(ask, os.environ["AF_OPENAI_URL"]).result()
+
+@pytest.mark.agentflow(cassette="pool.yaml")
+def test_b_reuses_it(agentflow):
+    POOL.submit(ask, os.environ["AF_OPENAI_URL"]).result()
+    assert agentflow.recorded_interactions + agentflow.replayed_calls >= 0 and not agentflow.pending_misses()
+"""
+
+
+def test_an_executor_worker_started_in_one_test_serves_the_next(
+    project: pytest.Pytester, model_server: LocalModelServer, go_offline: Callable[[], None]
+) -> None:
+    project.makepyfile(test_pool=POOL)
+    project.runpytest("-p", "no:randomly", "--record-agents").assert_outcomes(passed=2)
+    go_offline()
+    project.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
 def test_a_late_thread_miss_is_not_blamed_on_the_next_test(offline: pytest.Pytester) -> None:
     offline.makepyfile(test_threads=THREADS)
     result = offline.runpytest("-p", "no:randomly")

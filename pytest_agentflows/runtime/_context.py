@@ -78,6 +78,10 @@ _original_start: Callable[[threading.Thread], None] | None = None
 
 def _start_with_context(self: threading.Thread) -> None:
     ctx = contextvars.copy_context()
+    if getattr(getattr(self, "_target", None), "__module__", "") == "concurrent.futures.thread":
+        # an executor's worker serves whoever submits work later (a pool may outlive the test that started
+        # its threads): it belongs to no flow, so its requests go to the cassette active at the time
+        ctx.run(current_flow.set, None)
     run = self.run
 
     def run_in_context() -> None:
