@@ -142,7 +142,7 @@ def test_a_starts_the_worker(agentflow):
 @pytest.mark.agentflow(cassette="pool.yaml")
 def test_b_reuses_it(agentflow):
     POOL.submit(ask, os.environ["AF_OPENAI_URL"]).result()
-    assert agentflow.recorded_interactions + agentflow.replayed_calls >= 0 and not agentflow.pending_misses()
+    assert not agentflow.pending_misses()
 """
 
 
