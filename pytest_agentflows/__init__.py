@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .patterns import Broadcast, Pipeline, Router, Stage, Supervisor
     from .patterns.resilience import CircuitBreaker, CircuitOpenError, CircuitState, with_fallback
     from .runtime._models import AgentResult, Decision, ModelCall, Usage
+    from .runtime.agents import agent, current_agent
     from .runtime.budget import BudgetExceeded, BudgetPool, PriceUnknownError, Reservation
     from .runtime.clock import VirtualClock
     from .runtime.deadline import Deadline, DeadlineExceeded
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "AgentflowsError": ".errors",
     "AgentResult": ".runtime._models",
+    "agent": ".runtime.agents",
+    "current_agent": ".runtime.agents",
     "Broadcast": ".patterns",
     "BroadcastError": ".errors",
     "BudgetExceeded": ".runtime.budget",
@@ -120,6 +123,8 @@ __all__ = [
     "Usage",
     "UsageError",
     "VirtualClock",
+    "agent",
+    "current_agent",
     "load_cassette",
     "with_fallback",
 ]

@@ -129,6 +129,7 @@ class Flow:
                 self._cassette = stack.enter_context(recorder)
             stack.callback(self._collect_misses)
             stack.enter_context(virtual_sdk_waits(self))
+            stack.enter_context(self.clock.executor_timeline())
             self._stack = stack
             if self.faults:
                 self.transport_hooks()

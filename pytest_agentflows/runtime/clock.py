@@ -9,15 +9,20 @@ together start at the same virtual time and overlap; :meth:`VirtualClock.fork` a
 
 For asyncio code the event loop's own time is made virtual too (with the ``looptime`` package, see
 :meth:`VirtualClock.attach_loop`), so ``asyncio.wait_for(…, timeout=5)`` and ``asyncio.sleep`` in user code
-are decided on recorded latency, deterministically, in milliseconds of wall time.
+are decided on recorded latency, deterministically, in milliseconds of wall time. Work handed to a thread
+and awaited (``asyncio.to_thread``, ``loop.run_in_executor``) runs on the caller's timeline: the thread
+starts at the caller's virtual time and the caller continues when the thread's virtual time ends, so
+sequential calls add up and only concurrent ones overlap (:meth:`VirtualClock.executor_timeline`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,6 +50,9 @@ class VirtualClock:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_origin = 0.0
         self._looptime_cm: Any = None
+        self._executor_thread = threading.local()
+        """In a thread running awaited executor work: ``offset`` (the caller's loop offset at submission)
+        and ``reached`` (the latest virtual time the work reached)."""
 
     # -- reading ---------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -78,6 +86,9 @@ class VirtualClock:
         self._set_cursor(at - offset)
         with self._lock:
             self._frontier = max(self._frontier, at)
+        work = self._executor_thread
+        if getattr(work, "reached", None) is not None:
+            work.reached = max(work.reached, at)
         return at
 
     def _set_cursor(self, value: float) -> None:
@@ -217,9 +228,70 @@ class VirtualClock:
             self.detach_loop()  # the loop's run ended: fold the time it reached into the base
             return 0.0
         loop = self._running_attached_loop()
-        if loop is None:
-            return 0.0
+        if loop is None:  # a thread doing executor work sees its caller's loop time at submission
+            offset: float = getattr(self._executor_thread, "offset", 0.0)
+            return offset
         return loop.time() - self._loop_origin
+
+    # -- threads awaited by asyncio code ---------------------------------------------------------------
+    @contextmanager
+    def executor_timeline(self) -> Iterator[None]:
+        """While active, work awaited through ``loop.run_in_executor`` (``asyncio.to_thread``) joins the
+        caller's timeline.
+
+        The thread starts at the caller's virtual time (loop time included); when it finishes, the awaiting
+        task sleeps on the (virtual) loop until the latest virtual time the thread reached, so two awaited
+        calls of 1 s and 2 s take 3 s, and two gathered ones 2 s. The loop of the first such call is
+        attached (:meth:`attach_loop`). Re-entrant: the innermost active clock gets the work; the loop class
+        is restored when the last one exits.
+        """
+        _push_executor_clock(self)
+        try:
+            yield
+        finally:
+            _pop_executor_clock(self)
+
+    def _submit(self, loop: asyncio.AbstractEventLoop, executor: Any, func: Any, args: Any) -> Any:
+        in_thread = executor is None or isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+        if not in_thread or not self.attach_loop(loop):  # a process pool: nothing of ours can go along
+            return loop.run_in_executor(executor, func, *args)
+        with _executor_lock:
+            _patch_executor_classes()  # attaching may have imported looptime
+        start = self.now()
+        offset = self._loop_offset()
+        work = self._executor_thread
+        reached: list[float] = []
+
+        def run() -> Any:
+            work.offset, work.reached = offset, start
+            token = self._cursor.set(start - offset)  # a pool thread's own context: start from the caller
+            try:
+                return func(*args)
+            finally:
+                self._cursor.reset(token)
+                reached.append(work.reached)
+                work.reached = None
+                del work.offset
+
+        thread = loop.run_in_executor(executor, run)  # (passes through the hooks: the thread's own future)
+
+        async def join() -> None:
+            gap = (reached[0] if reached else start) - self.now()
+            if gap > 0:
+                await self.sleep(gap)
+
+        async def joined() -> Any:
+            try:
+                result = await thread
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await join()  # the work took its time before it failed
+                raise
+            await join()
+            return result
+
+        return loop.create_task(joined())
 
     async def sleep(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass for the calling task (no wall time passes).
@@ -242,3 +314,59 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now():.3f}s, elapsed={self.elapsed:.3f}s)"
+
+
+_executor_lock = threading.Lock()
+_executor_clocks: list[VirtualClock] = []
+_patched_classes: dict[type, Callable[..., Any]] = {}
+_submitting = threading.local()
+"""``active`` while a clock submits the wrapped work: the nested ``run_in_executor`` calls pass through."""
+
+
+def _executor_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``run_in_executor`` that hands the call to the innermost active clock, else to ``original``."""
+
+    def run_in_executor(loop: asyncio.AbstractEventLoop, executor: Any, func: Any, *args: Any) -> Any:
+        with _executor_lock:
+            clock = _executor_clocks[-1] if _executor_clocks else None
+        if clock is None or getattr(_submitting, "active", False):
+            return original(loop, executor, func, *args)
+        _submitting.active = True
+        try:
+            return clock._submit(loop, executor, func, args)
+        finally:
+            _submitting.active = False
+
+    return run_in_executor
+
+
+def _patch_executor_classes() -> None:
+    """Hook ``run_in_executor`` of asyncio's base loop and, once imported, of looptime's loop class.
+
+    looptime's own ``run_in_executor`` makes the loop wait in real time while what it returns is pending;
+    hooking it too means it only ever sees the thread's own future, never the caller's join on virtual time.
+    """
+    classes: list[type] = [asyncio.BaseEventLoop]
+    looptime = sys.modules.get("looptime")
+    if looptime is not None:
+        classes.append(looptime.LoopTimeEventLoop)
+    for cls in classes:
+        if cls not in _patched_classes and "run_in_executor" in cls.__dict__:
+            original = cls.__dict__["run_in_executor"]
+            _patched_classes[cls] = original
+            cls.run_in_executor = _executor_hook(original)  # type: ignore[attr-defined]
+
+
+def _push_executor_clock(clock: VirtualClock) -> None:
+    with _executor_lock:
+        _executor_clocks.append(clock)
+        _patch_executor_classes()
+
+
+def _pop_executor_clock(clock: VirtualClock) -> None:
+    with _executor_lock:
+        _executor_clocks.remove(clock)
+        if not _executor_clocks:
+            for cls, original in _patched_classes.items():
+                cls.run_in_executor = original  # type: ignore[attr-defined]
+            _patched_classes.clear()
