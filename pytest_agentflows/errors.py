@@ -90,13 +90,48 @@ class CassetteConflictError(CassetteError):
         return (type(self), (self.path, self.test, self.recorded))
 
 
-class UnrecordedRequestError(BaseException):
+class CassetteSaveError(CassetteError):
+    """A recording cannot be written to its cassette in the cassette's format; nothing was written.
+
+    Raised when the flow saves (at the test's teardown), e.g. for a body that is not UTF-8 text in a JSON
+    cassette, which vcrpy's JSON format cannot hold.
+
+    Args:
+        path: The cassette file.
+        where: The place in the recording (``"interactions[3].response.body"``), or ``""``.
+        reason: What cannot be written, and how to fix it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], where: str, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.where = where
+        self.reason = reason
+        place = f" at {where}" if where else ""
+        AgentflowsError.__init__(
+            self,
+            f"cannot save the recording to cassette {self.path}{place}: {reason}. The file was left as it "
+            "was (the test's recording is lost: fix the cause, then record again).",
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.where, self.reason))
+
+
+class UnrecordedRequestError(AgentflowsError):
     """A model request has no recorded response, and the record mode forbids going to the network.
 
-    It derives from ``BaseException`` (like ``pytest.fail``'s outcome) on purpose: the OpenAI and Anthropic
-    SDKs turn any ``Exception`` raised by their transport into a retried ``APIConnectionError``, which would
-    hide this message behind "Connection error." and sleep between retries. A flow that swallows it anyway
-    still fails at teardown, because the flow remembers every miss.
+    An ordinary ``Exception``, so it does not kill a framework's exporter thread or trip an async callback
+    (it used to be a ``BaseException``). It cannot hide for all that:
+
+    - the flow records every miss, and the ``agentflow`` fixture fails the test for each one, also when
+      app code caught it, unless the test function itself caught it (``pytest.raises``, or an ``except``
+      in the test's own body): a miss that reached the test function is handled;
+    - the OpenAI and Anthropic SDKs do not retry it or wrap it in ``APIConnectionError`` while a flow is
+      active (see :mod:`pytest_agentflows.runtime._sdk_waits`);
+    - the patterns (``Broadcast``, ``with_fallback``, ``CircuitBreaker``...) never count it as an agent
+      failure: it propagates;
+    - a miss made by a thread of a test that already ended is raised in that thread only and never fails
+      another test (see ``docs/reliability.md``, "Handled misses").
 
     Attributes:
         test: Node id of the test.

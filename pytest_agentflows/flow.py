@@ -14,7 +14,14 @@ from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
 from .runtime._binding import bind
-from .runtime._context import AgentScope, IdSource, current_agent, current_scope, inherit_context_in_threads
+from .runtime._context import (
+    AgentScope,
+    IdSource,
+    current_agent,
+    current_flow,
+    current_scope,
+    inherit_context_in_threads,
+)
 from .runtime._models import Decision, ModelCall, ToolCall, Usage
 from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
 from .runtime.budget import (
@@ -141,6 +148,7 @@ class Flow:
         with ExitStack() as stack:
             stack.callback(self._deactivated)
             stack.callback(telemetry_guard.hold())  # framework telemetry: answered here, never recorded
+            stack.callback(_reset_flow, current_flow.set(self))
             stack.enter_context(inherit_context_in_threads())
             stack.enter_context(bind(self))  # app-made BudgetPool/Deadline/DecisionLog/patterns bind to it
             if self.cassette_path is not None:
@@ -267,6 +275,11 @@ class Flow:
             error: The error raised to the code that made the request.
         """
         self._extra_misses.append(error)
+
+    @property
+    def recorded_interactions(self) -> int:
+        """HTTP interactions recorded from the network into the cassette so far (0 when only replaying)."""
+        return int(getattr(self._cassette, "recorded_count", 0) or 0)
 
     @property
     def replayed_calls(self) -> int:
@@ -464,6 +477,7 @@ class Flow:
                 the message names each such call and the fix.
             UsageError: when ``usd`` is set but a call's model has no known price (genai-prices).
         """
+        __tracebackhide__ = True  # pytest shows the caller's line and the message, not this body
         if usd is not None or tokens is not None:
             self._check_usage_reported()
         usage = self.usage
@@ -573,6 +587,7 @@ class Flow:
         Raises:
             AssertionError: with elapsed vs deadline and the slowest calls.
         """
+        __tracebackhide__ = True
         elapsed = self.elapsed
         if elapsed > seconds + 1e-9:
             slow = sorted(self.calls, key=lambda c: -c.latency_s)[:3]
@@ -614,3 +629,10 @@ def _sdk_safe(error: BudgetExceeded) -> BudgetExceeded:
 
 
 _SDK_SAFE: dict[type, type] = {}
+
+
+def _reset_flow(token: Any) -> None:
+    try:
+        current_flow.reset(token)
+    except ValueError:  # left in another context than the one it was entered in
+        current_flow.set(None)

@@ -38,7 +38,9 @@ from vcr.cassette import Cassette as _VcrCassette
 
 from ..errors import CassetteError, UnrecordedRequestError
 from ..providers._body import BodyError
-from ..runtime._context import current_agent
+from ..runtime._context import current_agent, current_flow
+from ..runtime._sdk_waits import patch_loaded_sdks
+from . import _session
 from ._keys import RequestKey, nearest_diff, normalisation_note, parse_path, request_key
 from ._modes import RecordMode
 from ._redact import Redactor
@@ -132,6 +134,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         """Interactions recorded now that were not saved because of ``discard_reason``."""
         self.save_error: BaseException | None = None
         """What saving raised (re-raised by :class:`Recorder` once vcrpy's patches are undone)."""
+        self.keep_loaded = False
+        """Record mode ``all`` on a cassette an earlier test of this run rewrote: keep its interactions."""
         super().__init__(path, **kwargs)
 
     # -- saving ------------------------------------------------------------------------------------------
@@ -224,8 +228,17 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
     def __contains__(self, request: Any) -> bool:
         return bool(self._queues.get(self._key(request)))
 
+    def _foreign(self) -> Any:
+        """The other flow the running code belongs to (a thread that outlived its test), else ``None``."""
+        owner = current_flow.get()
+        if owner is None or self.listener is None or owner is self.listener:
+            return None
+        return owner
+
     def can_play_response_for(self, request: Any) -> bool:
         __tracebackhide__ = True  # pytest prints no frame of ours holding the raw request (its URL)
+        if self._foreign() is not None:  # never served from, recorded into or blamed on this test
+            raise self._miss(request)
         if self.mode is not RecordMode.ALL and self._queues.get(self._key(request)):
             return True
         if self.mode is RecordMode.NONE:
@@ -235,11 +248,18 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
     def _miss(self, request: Any) -> UnrecordedRequestError:
         __tracebackhide__ = True
+        patch_loaded_sdks()  # an SDK imported after activation must not retry or wrap this miss either
         if self.redactor.learn(request):  # the diff below prints the body: mask this request's secrets
             self._key_memo.clear()
         key = self._key(request)
         recorded = list(self._queues)  # the keys of the loaded interactions, computed once at load
-        if not os.path.exists(self._path):
+        foreign = self._foreign()
+        if foreign is not None:
+            reason = (
+                "made by a thread that outlived its test (or belongs to another flow); not served from "
+                f"cassette {self._path} of {self.test_id}, and not counted against that test"
+            )
+        elif not os.path.exists(self._path):
             reason = "the cassette file does not exist"
         elif not recorded:
             reason = "the cassette has no interactions"
@@ -251,7 +271,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         if note:  # the diff shows both bodies as matching saw them
             diff = f"(compared after normalising: {note})\n{diff}"
         error = UnrecordedRequestError(
-            test=self.test_id,
+            test=str(getattr(foreign, "test_id", "(another flow)")) if foreign is not None else self.test_id,
             cassette=str(self._path),
             agent=current_agent.get(),
             method=request.method,
@@ -259,7 +279,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             diff=diff,
             reason=reason,
         )
-        self.misses.append(error)
+        if foreign is None:
+            self.misses.append(error)
         return error
 
     def play_response(self, request: Any) -> dict[str, Any]:
@@ -285,7 +306,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             body: The request body, read.
             headers: The request's headers (``module.Headers``).
         """
-        if self.mode is RecordMode.ALL:
+        if self.mode is RecordMode.ALL or self._foreign() is not None:
             return None
         queue = self._queues.get(self._key(_LiveRequest(method, url, body, headers)))
         try:
@@ -370,6 +391,8 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         return {"requests": [r for r, _ in pairs], "responses": [r for _, r in pairs]}
 
     def _rerecorded_interactions(self) -> list[tuple[Any, Any]]:
+        if self.keep_loaded:  # what earlier tests of this run recorded, then this test's recording
+            return self._in_stable_order(list(self.data))
         return self._in_stable_order(list(super()._rerecorded_interactions()))
 
     def _append_loaded(self, request: Any, response: dict[str, Any]) -> None:
@@ -643,6 +666,10 @@ class Recorder:
             agentflows_match_ignore=tuple(parse_path(path) for path in self.match_ignore),
         )
         self.cassette = self._cm.__enter__()
+        # --record-agents=all on a cassette an earlier test of this session rewrote: merge into it
+        self.cassette.keep_loaded = self.mode is RecordMode.ALL and _session.rewritten(
+            self.path, self.test_id
+        )
         try:
             self._wrap_transports()
         except BaseException:
@@ -662,6 +689,8 @@ class Recorder:
         if cassette.save_error is not None:
             error, cassette.save_error = cassette.save_error, None
             raise error
+        if self.mode is RecordMode.ALL and cassette.discard_reason is None and cassette.recorded_count:
+            _session.note_rewritten(self.path, self.test_id)
 
     def _wrap_transports(self) -> None:
         """Wrap vcrpy's patches of the httpx/httpx2 transports: replays from the index, time on the clock."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CassetteConflictError, CassetteError
+from ..errors import CassetteConflictError, CassetteError, CassetteSaveError
 
 try:
     import fcntl
@@ -559,9 +559,40 @@ class AtomicPersister:
         cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any
     ) -> None:
         """Serialise with vcrpy and replace the file atomically."""
-        from vcr.serialize import serialize
+        atomic_write_text(cassette_path, _serialize(cassette_path, cassette_dict, serializer))
 
-        atomic_write_text(cassette_path, serialize(cassette_dict, serializer))
+
+def _serialize(path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any) -> str:
+    """vcrpy's ``serialize``; what it cannot write is a :class:`CassetteSaveError` naming the file and place.
+
+    vcrpy's JSON serializer raises a ``TypeError`` for a body that is not UTF-8 text (it has no bytes
+    type); its traceback would print the whole cassette dict. Nothing is written.
+    """
+    from vcr.serialize import serialize
+
+    try:
+        return str(serialize(cassette_dict, serializer))
+    except (TypeError, ValueError, UnicodeError) as exc:
+        where = ""
+        for side in ("requests", "responses"):
+            for index, part in enumerate(cassette_dict.get(side) or []):
+                body = part.get("body") if isinstance(part, dict) else getattr(part, "body", None)
+                if isinstance(body, dict):
+                    body = body.get("string")
+                if isinstance(body, bytes | bytearray):
+                    try:
+                        bytes(body).decode("utf-8")
+                    except UnicodeDecodeError:
+                        kind = "request" if side == "requests" else "response"
+                        where = where or f"interactions[{index}].{kind}.body"
+        format_name = "JSON" if "json" in getattr(serializer, "__name__", "") else "its format"
+        raise CassetteSaveError(
+            path,
+            where,
+            f"it cannot be written in {format_name} ({type(exc).__name__}): a body that is not UTF-8 "
+            "text cannot be stored in vcrpy's JSON format; record this test into a YAML cassette "
+            "(cassette='name.yaml', or ini agentflows_cassette_format = yaml), which stores it as !!binary",
+        ) from None
 
 
 class GuardedPersister(AtomicPersister):
@@ -617,9 +648,7 @@ class GuardedPersister(AtomicPersister):
             CassetteConflictError: when another writer replaced or created the file meanwhile (the file is
                 left as that writer made it).
         """
-        from vcr.serialize import serialize
-
-        data = serialize(cassette_dict, serializer).encode("utf-8")
+        data = _serialize(cassette_path, cassette_dict, serializer).encode("utf-8")
         target = Path(cassette_path)
         with directory_lock(target.parent):
             if target.exists() and (self.loaded is None or not self.loaded.matches(target)):

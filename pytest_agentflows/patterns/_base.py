@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..errors import UsageError
+from ..errors import UnrecordedRequestError, UsageError
 from ..runtime._binding import bound_flow
 from ..runtime._context import AgentScope
 from ..runtime._models import AgentResult, Decision, Usage
@@ -355,6 +355,8 @@ class Pattern:
                 continue
             try:
                 sent = call_sync(rt, call.agent, call.name, call.input, self._reservation(call))
+            except UnrecordedRequestError:
+                raise  # not an agent failure: the flow stops
             except Exception as exc:
                 thrown = exc
 
@@ -374,6 +376,8 @@ class Pattern:
                     sent = await coro
                 else:
                     sent = await _within(rt.clock, coro, call.deadline, call.name)
+            except UnrecordedRequestError:
+                raise  # not an agent failure: the flow stops
             except Exception as exc:
                 thrown = exc
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BroadcastError
+from ..errors import BroadcastError, UnrecordedRequestError
 from ..runtime._models import AgentResult, Decision
 from ._base import Agent, Pattern, add_usage, call_async, call_sync
 from ._errtext import error_text
@@ -140,7 +140,7 @@ class Broadcast(Pattern):
                 outcomes.append(_Outcome(key=key, late=True))
                 continue
             exc = task.exception()
-            if exc is not None:  # a BaseException, not an agent failure: stop the flow
+            if exc is not None:  # a miss or a BaseException, not an agent failure: stop the flow
                 raise exc
             outcomes.append(task.result())
         now = rt.clock.now()
@@ -151,6 +151,8 @@ class Broadcast(Pattern):
         rt = self._rt
         try:
             result = await call_async(rt, agent, key, input)
+        except UnrecordedRequestError:
+            raise  # not an agent failure: run() re-raises it
         except Exception as exc:
             rt.log.record("agent_failed", agent=key, error=type(exc).__name__, message=error_text(exc))
             return _Outcome(key=key, error=exc, end=rt.clock.now())
@@ -209,6 +211,8 @@ class Broadcast(Pattern):
         with rt.log.hold() as held:
             try:
                 outcome.result = call_sync(rt, agent, key, input)
+            except UnrecordedRequestError as exc:
+                outcome.fatal = exc  # not an agent failure: re-raised
             except Exception as exc:
                 outcome.error = exc
             except BaseException as exc:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgentflowsError
+from ..errors import AgentflowsError, UnrecordedRequestError
 from ..runtime._context import AgentScope, current_agent
 from ..runtime.clock import RealClock, VirtualClock
 from ..runtime.decisions import DecisionLog
@@ -171,8 +171,8 @@ class CircuitBreaker:
             clock and a log of its own (or ``clock=`` / ``log=``).
         clock: Clock to read (default: the flow's).
         log: Decision log to record to (default: the flow's).
-        failures: Exception types that count as failures (default ``Exception``; ``BaseException``s such as
-            ``UnrecordedRequestError`` always propagate uncounted).
+        failures: Exception types that count as failures (default ``Exception``; ``UnrecordedRequestError``
+            and ``BaseException``\\ s always propagate uncounted).
 
     Raises:
         ValueError: for a threshold < 1, a timeout <= 0, or both ``timeout_seconds`` and ``reset_timeout``.
@@ -276,7 +276,9 @@ class CircuitBreaker:
         with self._lock:
             if trial:
                 self._trial = False
-            if error is not None and not isinstance(error, self.failures):
+            if error is not None and (
+                isinstance(error, UnrecordedRequestError) or not isinstance(error, self.failures)
+            ):
                 return  # not a failure of the agent (cancellation, missing cassette entry...)
             if error is None:
                 if self._state is CircuitState.HALF_OPEN:
@@ -376,8 +378,8 @@ def with_fallback(
         backoff: Virtual seconds to wait between attempts (sync: ``clock.advance``; async: ``await
             clock.sleep``).
         fallback_name: Agent name the fallback runs as.
-        on: Exception types that trigger a retry / the fallback (default ``Exception``; ``BaseException``\\ s
-            such as ``UnrecordedRequestError`` always propagate).
+        on: Exception types that trigger a retry / the fallback (default ``Exception``;
+            ``UnrecordedRequestError`` and ``BaseException``\\ s always propagate).
         flow: The flow whose clock and decision log it uses (``None``: ``clock=`` / ``log=`` or standalone).
         clock: Clock for the backoff (default: the flow's).
         log: Decision log (default: the flow's).
@@ -424,6 +426,8 @@ def with_fallback(
                 vclock.advance(backoff)
             try:
                 return fn(input)
+            except UnrecordedRequestError:
+                raise  # a missing cassette entry is not a failure of the primary
             except on as exc:
                 last = exc
                 failed(attempt, exc)
@@ -448,6 +452,8 @@ def with_fallback(
                 await vclock.sleep(backoff)
             try:
                 return await _await_if_needed(fn(input))
+            except UnrecordedRequestError:
+                raise  # a missing cassette entry is not a failure of the primary
             except on as exc:
                 last = exc
                 failed(attempt, exc)

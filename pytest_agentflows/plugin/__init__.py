@@ -158,6 +158,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _forget_snapshot_reads()
+    from ..cassette import _session
+
+    _session.begin()  # --record-agents=all rewrites each cassette afresh once per session (shared: merged)
 
 
 def _forget_snapshot_reads() -> None:
@@ -224,15 +227,15 @@ def pytest_collection_modifyitems(
 def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     """The test's :class:`~pytest_agentflows.Flow`, its cassette active (see the ``agentflow`` marker)."""
     from ..cassette._redact import Redactor
-    from ..errors import CassetteError, UsageError
+    from ..errors import CassetteError, CassetteSaveError, UsageError
     from ..flow import Flow
     from ._options import resolve
 
     item = request.node
     try:
         options = resolve(item)
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    except UsageError as exc:  # (the collection check catches marker misuse first: one line here too)
+        pytest.fail(f"UsageError: {exc}", pytrace=False)
     flow = Flow(
         cassette=options.cassette,
         record=options.record,
@@ -249,22 +252,34 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     item.stash[FLOW_KEY] = flow
     _RUNNING[item.nodeid] = (item, flow)
     _attach_loop_first(item, flow)
-    with contextlib.ExitStack() as stack:
-        unreadable = None
-        try:
-            stack.enter_context(flow.activate())
-        except CassetteError as exc:
-            unreadable = exc
-        if unreadable is not None:  # the message names the file and the place: no traceback to read
-            pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
-        from ..integrations import enabled
+    unsaved: CassetteError | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            unreadable = None
+            try:
+                stack.enter_context(flow.activate())
+            except CassetteError as exc:
+                unreadable = exc
+            if unreadable is not None:  # the message names the file and the place: no traceback to read
+                pytest.fail(f"CassetteError: {unreadable}", pytrace=False)
+            from ..integrations import enabled
 
-        stack.enter_context(enabled(flow, item.config.stash.get(INTEGRATIONS_KEY, None)))
-        _hold_telemetry_for_the_session(item.config)
-        yield flow
-        ended = item.stash.get(CALL_KEY, "did not run to the end")
-        if ended != "passed":
-            flow.mark_failed(ended)
+            stack.enter_context(enabled(flow, item.config.stash.get(INTEGRATIONS_KEY, None)))
+            _hold_telemetry_for_the_session(item.config)
+            yield flow
+            ended = item.stash.get(CALL_KEY, "did not run to the end")
+            if ended != "passed":
+                flow.mark_failed(ended)
+    except CassetteError as exc:  # saving failed (conflict, unwritable body): the message says it all
+        unsaved = exc
+    except OSError as exc:  # disk full, read-only directory...
+        unsaved = CassetteSaveError(
+            flow.cassette_path or "", "", f"writing the file failed ({type(exc).__name__}: {exc})"
+        )
+    if flow.recorded_interactions:
+        _snapshots_follow_cassette(item, saved=unsaved is None and flow.discarded is None)
+    if unsaved is not None:
+        pytest.fail(f"{type(unsaved).__name__}: {unsaved}", pytrace=False)
     if flow.discarded is not None:
         reason, count = flow.discarded
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
@@ -284,6 +299,33 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if release is not None:
         release()
         del config.stash[TELEMETRY_RELEASE_KEY]
+
+
+def _snapshots_follow_cassette(item: pytest.Item, *, saved: bool) -> None:
+    """Write the snapshots a recording test updated now that its cassette is saved, or drop them if not.
+
+    syrupy queues snapshot writes and flushes them at the end of the session. A test that recorded must
+    not leave a cassette and a snapshot from different runs: with its cassette saved, its queued snapshot
+    files are written right away (a later crash or kill keeps the pair); when the cassette was not saved
+    (the test failed, the disk was full), its queued writes are dropped and its old snapshots stay, like
+    its old cassette.
+    """
+    syrupy = getattr(item.config, "_syrupy", None)
+    queue = getattr(syrupy, "_queued_snapshot_writes", None)
+    flush = getattr(syrupy, "_flush_snapshot_write_queue_key", None)
+    if not isinstance(queue, dict) or flush is None:
+        return
+    nodeid = item.nodeid
+    for ext_key in list(queue):
+        entries = queue[ext_key]
+        mine = [k for k in entries if getattr(getattr(k[0], "item", None), "nodeid", None) == nodeid]
+        if not mine:
+            continue
+        if saved:
+            flush(ext_key)
+        else:
+            for key in mine:
+                del entries[key]
 
 
 def _discard_line(nodeid: str, flow: Flow, reason: str, count: int) -> str:
@@ -422,6 +464,7 @@ def agent_event_bus(agentflow: Flow) -> Any:
 
 
 def _verdicts(item: pytest.Item, flow: Flow) -> None:
+    __tracebackhide__ = True  # the verdict's message says it all: no frames of ours in the report
     marker = item.get_closest_marker("agent_budget")
     if marker is not None:
         flow.assert_within_budget(usd=flow.budget.usd, tokens=flow.budget.tokens)
@@ -431,17 +474,19 @@ def _verdicts(item: pytest.Item, flow: Flow) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    __tracebackhide__ = True
     try:
         result = yield
         flow = item.stash.get(FLOW_KEY, None)
         if flow is not None:
-            misses = flow.pending_misses()
-            if misses:
-                raise misses[0]
+            unhandled = [m for m in flow.pending_misses() if not _reached_test(m, item)]
+            if unhandled:
+                _fail_swallowed(unhandled)
             _verdicts(item, flow)
     except BaseException as exc:
         if FLOW_KEY in item.stash:
             item.stash[CALL_KEY] = _call_ended(exc)
+            _shorten_miss(exc)
         raise
     if flow is not None:
         item.stash[CALL_KEY] = "passed"
@@ -458,6 +503,94 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
         scrub_report(report, flow.redactor.scrub_report_text)
     return report
+
+
+def _test_code(item: pytest.Item) -> Any:
+    function = getattr(item, "function", None)
+    return getattr(inspect.unwrap(function), "__code__", None) if function is not None else None
+
+
+def _reached_test(miss: BaseException, item: pytest.Item) -> bool:
+    """Whether ``miss`` propagated up to the test function itself (which then caught it: it is handled).
+
+    A raised exception's traceback gains one entry per frame it passes through, so the test function's
+    frame is in it exactly when the miss reached the test's own code (``pytest.raises``, an ``except`` in
+    the test). A miss that app code (or a framework, or a thread) swallowed never gets there.
+    """
+    code = _test_code(item)
+    tb = miss.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _fail_swallowed(misses: list[Any]) -> None:
+    """Fail the test with the first miss that code other than the test function caught (no frames)."""
+    __tracebackhide__ = True
+    first = misses[0]
+    more = f" (and {len(misses) - 1} more)" if len(misses) > 1 else ""
+    note = (
+        f"\n(caught by code other than the test function{more}, so the test fails anyway; a test that "
+        "expects a miss catches it itself, e.g. with pytest.raises(UnrecordedRequestError))"
+    )
+    raise _short(first, note)
+
+
+def _short(miss: Any, note: str) -> BaseException:
+    """``miss`` without its frames (where app code raised and caught it), ``note`` added to its message."""
+    miss.args = (str(miss) + note,)
+    return miss.with_traceback(None)  # type: ignore[no-any-return]
+
+
+_LIBRARY_DIRS: tuple[str, ...] | None = None
+
+
+def _library_dirs() -> tuple[str, ...]:
+    global _LIBRARY_DIRS
+    if _LIBRARY_DIRS is None:
+        import os
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        dirs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this package
+        _LIBRARY_DIRS = tuple(sorted(os.path.join(os.path.realpath(d), "") for d in dirs if d))
+    return _LIBRARY_DIRS
+
+
+def _shorten_miss(exc: BaseException) -> None:
+    """Cut a miss's traceback after the last frame of the user's code (the call that made the request).
+
+    Below it are only the SDK, httpx, vcrpy's stubs and this plugin (~100 lines pytest would print before
+    the message); above it stay the test and the app code that led to the request.
+    """
+    from ..errors import UnrecordedRequestError
+
+    if not isinstance(exc, UnrecordedRequestError):
+        return
+    import os
+    import types
+
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    library = _library_dirs()
+    user = [
+        i
+        for i, entry in enumerate(entries)
+        if not os.path.realpath(entry.tb_frame.f_code.co_filename).startswith(library)
+        and not entry.tb_frame.f_code.co_filename.startswith("<")
+    ]
+    if not user or user[-1] == len(entries) - 1:
+        return
+    chain = None
+    for entry in reversed(entries[: user[-1] + 1]):
+        chain = types.TracebackType(chain, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    exc.with_traceback(chain)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -506,6 +639,9 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    from ..cassette import _session
+
+    _session.end()
     config = session.config
     rows = config.stash.get(ROWS_KEY, [])
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports

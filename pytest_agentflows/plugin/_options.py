@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -16,7 +17,10 @@ from ..cassette._keys import parse_path
 from ..cassette._modes import RecordMode
 from ..errors import UsageError
 
-_UNSAFE = re.compile(r"[^\w.\-\[\]=,+@]+")
+_UNSAFE = re.compile(r"[^\w.\-\[\]=,+@]")
+"""One character a generated cassette name escapes: anything but letters, digits, ``_.-[]=,+@``."""
+_MAX_NAME_BYTES = 200
+"""Longest generated file name (UTF-8 bytes, before the extension); longer ones are shortened and hashed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +113,18 @@ def _number(
     return float(value)
 
 
+def _same_check(item: pytest.Item, marker: pytest.Mark, build: Any) -> None:
+    """Build the runtime object the fixture will build from these values: what it refuses is misuse too.
+
+    The collection check and the fixture then can never disagree (``agent_deadline(0)`` passed the
+    number check but ``Deadline`` refuses 0: a traceback at setup instead of a one-line error).
+    """
+    try:
+        build()
+    except (ValueError, TypeError) as exc:
+        raise _misuse(item, marker, str(exc)) from None
+
+
 def check_markers(item: pytest.Item) -> None:
     """Check the arguments of this plugin's markers on ``item`` (the closest of each; every agent_faults).
 
@@ -140,6 +156,14 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
                     f"unknown record mode {flow['record']!r}; valid values: "
                     + ", ".join(m.value for m in RecordMode),
                 ) from None
+        if values["cassette"] is not None:
+            mode = values["record"] or RecordMode.parse(
+                item.config.getoption("agentflows_record", None), where="--record-agents"
+            )
+            recording = mode is not RecordMode.NONE
+            problem = marker_cassette_problem(item, item.config, values["cassette"], recording=recording)
+            if problem is not None:
+                raise _misuse(item, marker, problem)
         latency = flow.get("latency", "recorded")
         if latency not in ("recorded", "zero"):
             raise _misuse(item, marker, f"latency must be 'recorded' or 'zero', got {latency!r}")
@@ -162,12 +186,18 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         values["tokens"] = int(tokens) if tokens is not None else None
         if values["usd"] is None and values["tokens"] is None:
             raise _misuse(item, marker, "sets no cap: give usd= and/or tokens=")
+        from ..runtime.budget import BudgetPool
+
+        _same_check(item, marker, lambda: BudgetPool(usd=values["usd"], tokens=values["tokens"]))
     marker, deadline = _marker_kwargs(item, "agent_deadline", ("seconds",), positional=("seconds",))
     values["seconds"] = None
     if marker is not None:
         values["seconds"] = _number(item, marker, deadline, "seconds", "virtual seconds")
         if values["seconds"] is None:
             raise _misuse(item, marker, "needs the seconds")
+        from ..runtime.deadline import Deadline
+
+        _same_check(item, marker, lambda: Deadline(values["seconds"]))
     for marker in item.iter_markers("agent_faults"):
         from ..testing.faults import faults_from_marker
 
@@ -178,37 +208,104 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
     return values
 
 
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogatepass"))
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as one file name, by an injective rule (two names never give one file).
+
+    Letters, digits and ``_ . - [ ] = , + @`` are kept; every other character (``/``, space, ``%``, a
+    newline, ``:``...) becomes ``%XX`` per UTF-8 byte, as in a URL (``a/b`` -> ``a%2Fb``, ``a b`` ->
+    ``a%20b``, ``a_b`` stays). A result longer than 200 UTF-8 bytes keeps its first bytes and ends with
+    ``~`` and 16 hex digits of the SHA-256 of the whole escaped name (``~`` never occurs otherwise), so
+    it fits every file system's 255-byte limit with the extension.
+    """
+    escaped = _UNSAFE.sub(_escape, name)
+    if escaped in (".", ".."):
+        escaped = escaped.replace(".", "%2E")
+    raw = escaped.encode("utf-8")
+    if len(raw) <= _MAX_NAME_BYTES:
+        return escaped
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: _MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
 def cassette_name(item: pytest.Item) -> str:
-    """``<Class>.<test name>`` or ``<test name>``, made safe for file names (pytest-recording's rule)."""
+    """``<Class>.<test name>`` or ``<test name>`` as a file name (see :func:`safe_file_name`)."""
     name = item.name
     cls = getattr(item, "cls", None)
     if cls is not None:
         name = f"{cls.__name__}.{name}"
-    return _UNSAFE.sub("_", name)
+    return safe_file_name(name)
 
 
-def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | None = None) -> Path:
-    """The cassette file of ``item``: ``<dir>/<module>/<name>.<format>``.
-
-    ``<dir>`` is ini ``agentflows_cassette_dir`` (relative to the rootdir), else ``cassettes/`` beside
-    the test module; ``<format>`` is ini ``agentflows_cassette_format`` (``yaml``, the default, or
-    ``json``) unless ``name`` has its own extension.
-
-    Raises:
-        UsageError: for an unknown ``agentflows_cassette_format``.
-    """
+def _cassette_base(item: pytest.Item, config: pytest.Config) -> Path:
+    """``<dir>/<module>``: where the cassettes of ``item``'s module live."""
     module = Path(str(item.path))
     ini_dir = config.getini("agentflows_cassette_dir")
     base = Path(config.rootpath, ini_dir) if ini_dir else module.parent / "cassettes"
+    return base / module.stem
+
+
+def marker_cassette_problem(
+    item: pytest.Item, config: pytest.Config, name: str, *, recording: bool = False
+) -> str | None:
+    """What is wrong with a ``cassette=`` marker value, or ``None``.
+
+    A relative name is a path from ``<dir>/<module>/``: ``..`` may move between cassette folders but the
+    file must stay inside the project (the rootdir) or the cassette directory. An absolute path is used as
+    it is for replay (a shared read-only fixture); a test that records into it must keep it inside them too
+    (``recording=True``). Never a control character (a newline), nor a part longer than 255 bytes.
+    """
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"cassette={name!r} contains a control character (a newline?), which no file name may hold"
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in Path(name).parts):
+        return (
+            "cassette= has a path part longer than 255 bytes, which file systems refuse; use a shorter name"
+        )
+    if Path(name).is_absolute() and not recording:
+        return None
+    base = _cassette_base(item, config)
+    target = Path(os.path.normpath(base / name))
+    roots = [Path(os.path.normpath(config.rootpath)), Path(os.path.normpath(base.parent))]
+    if not any(target == root or root in target.parents for root in roots):
+        what = "records into" if Path(name).is_absolute() else "resolves to"
+        return (
+            f"cassette={name!r} {what} {target}, outside the project ({roots[0]}) and the cassette "
+            f"directory ({roots[1]}); a test may only write cassettes inside them"
+        )
+    return None
+
+
+def default_cassette_path(
+    item: pytest.Item, config: pytest.Config, name: str | None = None, *, recording: bool = False
+) -> Path:
+    """The cassette file of ``item``: ``<dir>/<module>/<name>.<format>``.
+
+    ``<dir>`` is ini ``agentflows_cassette_dir`` (relative to the rootdir), else ``cassettes/`` beside
+    the test module; ``<name>`` is the marker's ``cassette=`` (a path relative to ``<dir>/<module>``, kept
+    inside the project, or an absolute path: see :func:`marker_cassette_problem`), else the test's name
+    made a safe file name (:func:`safe_file_name`); ``<format>`` is ini ``agentflows_cassette_format``
+    (``yaml``, the default, or ``json``) unless ``name`` has its own extension.
+
+    Raises:
+        UsageError: for an unknown ``agentflows_cassette_format``, or a ``cassette=`` that leaves the
+            project (an absolute one: only when ``recording``) or holds a control character.
+    """
+    base = _cassette_base(item, config)
+    if name is not None:
+        problem = marker_cassette_problem(item, config, name, recording=recording)
+        if problem is not None:
+            raise UsageError(f"{item.nodeid}: @pytest.mark.agentflow: {problem}")
     file = name or cassette_name(item)
-    if Path(file).is_absolute():
-        return Path(file)
     if not file.endswith((".yaml", ".yml", ".json")):
         fmt = (config.getini("agentflows_cassette_format") or "yaml").strip().lower()
         if fmt not in ("yaml", "json"):
             raise UsageError(f"ini agentflows_cassette_format must be 'yaml' or 'json', got {fmt!r}")
         file += f".{fmt}"
-    return base / module.stem / file
+    return Path(os.path.normpath(base / file))
 
 
 def resolve(item: pytest.Item) -> FlowOptions:
@@ -226,7 +323,9 @@ def resolve(item: pytest.Item) -> FlowOptions:
     if save_on_failure is None:
         save_on_failure = bool(config.getini("agentflows_save_on_failure"))
     return FlowOptions(
-        cassette=default_cassette_path(item, config, values["cassette"]),
+        cassette=default_cassette_path(
+            item, config, values["cassette"], recording=record is not RecordMode.NONE
+        ),
         record=record,
         latency=values["latency"],
         budget_usd=values["usd"],

@@ -26,6 +26,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentflows_agent", default=None)
 """Name of the agent whose model calls are being made, or ``None``."""
 
+current_flow: contextvars.ContextVar[object | None] = contextvars.ContextVar("agentflows_flow", default=None)
+"""The flow whose code is running (set by ``Flow.activate``), or ``None``; follows tasks and threads.
+
+A request is attributed to this flow: a thread started in one test that outlives it still carries that
+test's flow, so its late requests are never blamed on the test running at the time.
+"""
+
+
 current_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentflows_scope", default=None)
 """Id of the innermost agent run, span, task or event handler, or ``None`` at the top of a flow."""
 
@@ -160,6 +168,10 @@ _original_start: Callable[[threading.Thread], None] | None = None
 
 def _start_with_context(self: threading.Thread) -> None:
     ctx = contextvars.copy_context()
+    if getattr(getattr(self, "_target", None), "__module__", "") == "concurrent.futures.thread":
+        # an executor's worker serves whoever submits work later (a pool may outlive the test that started
+        # its threads): it belongs to no flow, so its requests go to the cassette active at the time
+        ctx.run(current_flow.set, None)
     run = self.run
 
     def run_in_context() -> None:

@@ -5,6 +5,12 @@ already runs on the flow's virtual event loop; the sync one is redirected, insid
 namespace only, to the flow clock, and the SDKs' backoff jitter is drawn from a generator seeded per flow
 and agent, so a retry schedule is the same on every run, however concurrent agents interleave.
 
+A miss (:class:`~pytest_agentflows.UnrecordedRequestError`, an ordinary ``Exception``) is never retried
+or wrapped by an SDK either: while a flow is active, the SDKs' ``_make_connection_error`` (anthropic: it
+wraps any transport exception in ``APIConnectionError``, which it retries) and ``_sleep_for_retry`` (any
+SDK about to retry) re-raise the miss found in the exception being handled. OpenAI 3.x lets it through
+unwrapped by itself.
+
 Part of the runtime layer: it knows a flow only as a :class:`WaitHost` (a clock and whether it records).
 """
 
@@ -19,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ..errors import UnrecordedRequestError
 from ._context import current_agent
 from .clock import VirtualClock
 
@@ -51,6 +58,8 @@ _waits_lock = threading.RLock()
 _active: list[WaitHost] = []
 _rngs: dict[tuple[int, str | None], _random_module.Random] = {}
 _patched: dict[str, dict[str, Any]] = {}
+_patched_methods: list[tuple[type, str, Any]] = []
+"""``(class, attribute, original)`` of the SDK client methods wrapped so that a miss is never retried."""
 
 
 def _current_flow() -> WaitHost | None:
@@ -90,6 +99,57 @@ def _seeded_random() -> float:
         return rng.random()
 
 
+def _miss_in(exc: BaseException | None) -> UnrecordedRequestError | None:
+    """The miss ``exc`` is, or was raised from (``__cause__`` / ``__context__`` chain), else ``None``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UnrecordedRequestError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _raise_miss_first(original: Any) -> Any:
+    """``original`` (a sync or async SDK method), which first re-raises a miss being handled."""
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def async_method(*args: Any, **kwargs: Any) -> Any:
+            miss = _miss_in(sys.exc_info()[1]) if _active else None
+            if miss is not None:
+                raise miss.with_traceback(None) from None
+            return await original(*args, **kwargs)
+
+        return async_method
+
+    @functools.wraps(original)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        cause = kwargs.get("cause") if "cause" in kwargs else (args[2] if len(args) > 2 else None)
+        miss = _miss_in(cause if isinstance(cause, BaseException) else sys.exc_info()[1]) if _active else None
+        if miss is not None:
+            raise miss.with_traceback(None) from None
+        return original(*args, **kwargs)
+
+    return method
+
+
+def _patch_methods(module: Any) -> None:
+    for cls_name in ("BaseClient", "SyncAPIClient", "AsyncAPIClient"):
+        cls = getattr(module, cls_name, None)
+        if not isinstance(cls, type):
+            continue
+        for attr in ("_make_connection_error", "_sleep_for_retry"):
+            original = cls.__dict__.get(attr)
+            if original is None or not callable(original):
+                continue
+            _patched_methods.append((cls, attr, original))
+            setattr(cls, attr, _raise_miss_first(original))
+
+
 def patch_loaded_sdks() -> None:
     """Redirect ``time.sleep`` and the backoff jitter of every loaded SDK module (idempotent, cheap)."""
     if len(_patched) == len(_SDK_MODULES) or all(
@@ -110,6 +170,8 @@ def patch_loaded_sdks() -> None:
             if getattr(module, "random", None) is _random_module.random:
                 saved["random"] = _random_module.random
                 module.random = _seeded_random  # type: ignore[attr-defined]
+            if name.endswith("_base_client"):
+                _patch_methods(module)
             _patched[name] = saved
 
 
@@ -120,6 +182,9 @@ def _restore_sdks() -> None:
             for attr, value in saved.items():
                 setattr(module, attr, value)
     _patched.clear()
+    while _patched_methods:
+        cls, attr, original = _patched_methods.pop()
+        setattr(cls, attr, original)
 
 
 @contextmanager

@@ -2,8 +2,10 @@
 
 Each round runs a real recording pytest session (``--record-agents=all --snapshot-update`` with a JSON
 report) against the LocalModelServer in a child process and kills it with SIGKILL after a seeded random
-delay. Every cassette, the decision-snapshot file and the JSON report must then be byte-identical to the
-last complete version, or be a complete new version (all interactions of the killed round): never partial.
+delay. Every cassette and the JSON report must then be byte-identical to the last complete version, or be a
+complete new version (all interactions of the killed round): never partial. The decision-snapshot file is
+always complete, and each test's snapshot moves only with its cassette (written right after it is saved):
+it may lag its cassette by the kill, never lead it.
 Temporary files a kill leaves behind (``.<name>.<random>.tmp``, ``<file>.agentflows.tmp``) must be ignored
 by the loaders and removed by the next save.
 
@@ -101,6 +103,7 @@ class KillHarness:
             ("cassettes_intact", "cassettes_new", "snapshots_intact", "snapshots_new", "reports_checked"), 0
         )
         self.lost: list[str] = []
+        self.snapshot_runs: dict[int, str] = {}
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         self.ctx = ctx
@@ -147,7 +150,7 @@ class KillHarness:
         """Every file is the last complete version or a complete version of ``run_id``."""
         for path in self.cassettes:
             self._check_file(path, run_id, self._cassette_complete, "cassettes", expect_new)
-        self._check_file(self.snapshot, run_id, self._snapshot_complete, "snapshots", expect_new)
+        self._check_snapshot(run_id, expect_new)
         if self.report.exists():
             try:
                 data = json.loads(self.report.read_bytes())
@@ -185,18 +188,63 @@ class KillHarness:
         bodies = [i.request["body"] or b"" for i in cassette.interactions]
         return len(bodies) == CALLS and all(f"run {run_id} ".encode() in b for b in bodies)
 
+    def _check_snapshot(self, run_id: str, expect_new: bool) -> None:
+        """The snapshot file is complete, and each test's snapshot moves only with its cassette.
+
+        A recording test's snapshot is written right after its cassette is saved: a kill may land between
+        the two (the cassette is then ahead), but a snapshot is never of a run its cassette is not.
+        """
+        path = self.snapshot
+        if not path.exists():
+            if path in self.known:
+                self.lost.append(f"{path}: deleted")
+            return
+        data = path.read_bytes()
+        if data == self.known.get(path) and not expect_new:
+            self.counts["snapshots_intact"] += 1
+            return
+        try:
+            runs = self._snapshot_runs(path)
+        except Exception as exc:
+            self.lost.append(f"{path}: {type(exc).__name__}: {exc}")
+            return
+        for n, run in runs.items():
+            cassette_run = self._cassette_run(self.cassettes[n])
+            if expect_new and run != run_id:
+                self.lost.append(f"{path}: test {n} has run {run}, not {run_id}")
+            elif run != cassette_run and run != self.snapshot_runs.get(n):
+                self.lost.append(
+                    f"{path}: test {n}'s snapshot is of run {run}, its cassette of {cassette_run}"
+                )
+            elif run != cassette_run:
+                self.counts["cassette_ahead_of_snapshot"] = (
+                    self.counts.get("cassette_ahead_of_snapshot", 0) + 1
+                )
+        self.snapshot_runs = runs
+        self.counts["snapshots_new"] += 1
+        self.known[path] = data
+
     @staticmethod
-    def _snapshot_complete(path: Path, run_id: str) -> bool:
+    def _snapshot_runs(path: Path) -> dict[int, str]:
         collection = AmberDataSerializer.read_file(str(path))
-        snapshots = list(collection)
+        snapshots = sorted(collection, key=lambda s: s.name)
         if collection.tainted or len(snapshots) != TESTS:
-            return False
-        for snapshot in snapshots:
-            decisions = yaml.safe_load(str(snapshot.data))
-            done = decisions[-1]
-            if done["kind"] != "done" or done["run"] != run_id or len(done["payload"]) != 4000:
-                return False
-        return True
+            raise AssertionError(f"{len(snapshots)} snapshots (tainted: {collection.tainted})")
+        runs = {}
+        for n, snapshot in enumerate(snapshots):
+            done = yaml.safe_load(str(snapshot.data))[-1]
+            if done["kind"] != "done" or len(done["payload"]) != 4000:
+                raise AssertionError(f"snapshot {snapshot.name} is not complete")
+            runs[n] = done["run"]
+        return runs
+
+    @staticmethod
+    def _cassette_run(path: Path) -> str | None:
+        if not path.exists():
+            return None
+        body = load_cassette(path).interactions[0].request["body"] or b""
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        return text.split("run ", 1)[1].split(" ", 1)[0]
 
 
 def _kill_rounds(
@@ -237,6 +285,7 @@ def _kill_rounds(
         cassettes_intact=harness.counts["cassettes_intact"],
         cassettes_complete_new=harness.counts["cassettes_new"],
         snapshot_files_intact=harness.counts["snapshots_intact"],
+        snapshots_behind_their_cassette=harness.counts.get("cassette_ahead_of_snapshot", 0),
         snapshot_files_complete_new=harness.counts["snapshots_new"],
         json_reports_valid=harness.counts["reports_checked"],
         lost=len(harness.lost),

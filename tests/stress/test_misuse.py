@@ -43,6 +43,7 @@ MISUSES: dict[str, tuple[str, str]] = {
         "agent_deadline('soon')",
         "seconds must be a number >= 0 (virtual seconds), got 'soon'",
     ),
+    "test_deadline_zero": ("agent_deadline(0)", "must be a finite number of seconds > 0, got 0"),
     "test_deadline_nan": ("agent_deadline(seconds=float('nan'))", "seconds must be a number >= 0"),
     "test_deadline_two_positional": ("agent_deadline(1, 2)", "takes at most 1 positional argument(s)"),
     "test_deadline_twice": ("agent_deadline(5, seconds=6)", "got seconds twice"),
@@ -56,6 +57,8 @@ MISUSES: dict[str, tuple[str, str]] = {
         "unknown argument(s) casette; valid: cassette, record, latency",
     ),
     "test_flow_cassette_type": ("agentflow(cassette=42)", "cassette must be a file name or path, got 42"),
+    "test_flow_cassette_escapes": ("agentflow(cassette='../../../../x')", "outside the project"),
+    "test_flow_cassette_newline": ("agentflow(cassette='a\\nb')", "contains a control character"),
     "test_faults_unknown_kind": ("agent_faults(explode={'a': 1})", "got unknown argument(s) explode"),
     "test_faults_bad_status": ("agent_faults(status={'a': 99})", "Fault.status('a', 99)"),
 }
