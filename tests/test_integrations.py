@@ -250,3 +250,21 @@ def test_framework_flows_record_then_replay_offline_under_two_hash_seeds(
         replayed = pytester.runpytest_subprocess("-p", "no:randomly")
         replayed.assert_outcomes(passed=2)
     assert len(model_server.requests) == served  # nothing reached the server on replay
+
+
+async def test_openai_agents_guardrail_is_logged(
+    agentflow: Flow, scripted_model: ScriptedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    @agents.input_guardrail
+    def no_secrets(ctx: Any, agent: Any, text: Any) -> Any:
+        return agents.GuardrailFunctionOutput(output_info=None, tripwire_triggered="password" in str(text))
+
+    desk = agents.Agent(name="desk", instructions="Help.", input_guardrails=[no_secrets])
+    scripted_model.openai("desk").reply("Sure.")
+
+    await agents.Runner.run(desk, "Where is my parcel?")
+
+    guardrails = [d for d in agentflow.decisions if d.kind == "guardrail"]
+    assert [(d.agent, d.guardrail, d.triggered) for d in guardrails] == [("desk", "no_secrets", False)]

@@ -21,13 +21,13 @@ exporter to post after the session.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..runtime._context import current_agent
+from ._runs import AgentRuns, subclass_of
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -45,7 +45,7 @@ def install(flow: Flow) -> Callable[[], None] | None:
     tracing = sys.modules.get("agents.tracing")
     if agents is None or tracing is None or not hasattr(tracing, "TracingProcessor"):
         return None
-    processor = _processor_class(tracing)(flow)
+    processor = subclass_of(tracing.TracingProcessor, _Processor, "AgentflowsTracingProcessor")(flow)
     tracing.add_trace_processor(processor)
 
     def uninstall() -> None:
@@ -63,19 +63,6 @@ def install(flow: Flow) -> Callable[[], None] | None:
     return uninstall
 
 
-_CLASSES: dict[int, type] = {}
-
-
-def _processor_class(tracing: Any) -> type:
-    """Our processor as a subclass of this ``agents.tracing.TracingProcessor`` (made once per import)."""
-    cls = _CLASSES.get(id(tracing.TracingProcessor))
-    if cls is None:
-        cls = _CLASSES[id(tracing.TracingProcessor)] = type(
-            "AgentflowsTracingProcessor", (_Processor, tracing.TracingProcessor), {}
-        )
-    return cls
-
-
 class _Processor:
     """Turns openai-agents spans into agent names and decisions of one flow."""
 
@@ -83,8 +70,7 @@ class _Processor:
         self.flow = flow
         self.active = True
         self._lock = threading.Lock()
-        self._agent_spans: dict[str, tuple[str, contextvars.Token[str | None] | None, str | None]] = {}
-        """span id -> (agent name, token of our ``current_agent`` change, agent before it)."""
+        self._runs = AgentRuns(flow)
         self._last_handoff: dict[str, str] = {}
         """trace id -> the agent the last handoff went from (the ``parent_agent`` of the next agent run)."""
 
@@ -133,24 +119,11 @@ class _Processor:
 
     # -- agent runs ---------------------------------------------------------------------------------------
     def _agent_started(self, span: Any, name: str) -> None:
-        before = current_agent.get()
         with self._lock:
             parent = self._last_handoff.pop(span.trace_id, None)
-        if parent is None and before is not None:
-            parent = before  # an agent run inside another agent (agents as tools, nested Runner.run)
-        token = current_agent.set(name)  # in the task running the agent: its model calls get the name
-        with self._lock:
-            self._agent_spans[span.span_id] = (name, token, before)
-        self.flow.log.record("agent_run", agent=name, parent_agent=parent)
+        if parent is None:  # an agent run inside another agent (agents as tools, nested Runner.run)
+            parent = current_agent.get()
+        self._runs.start(span.span_id, name, parent)
 
     def _agent_ended(self, span: Any) -> None:
-        with self._lock:
-            entry = self._agent_spans.pop(span.span_id, None)
-        if entry is None:
-            return
-        _, token, before = entry
-        try:
-            if token is not None:
-                current_agent.reset(token)
-        except ValueError:  # ended in another context than it started: put the name back as it was
-            current_agent.set(before)
+        self._runs.end(span.span_id)

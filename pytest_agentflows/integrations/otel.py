@@ -16,13 +16,12 @@ named: configure one in a fixture or ``conftest.py``. The processor is removed w
 
 from __future__ import annotations
 
-import contextvars
 import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..runtime._context import current_agent
+from ._runs import AgentRuns, subclass_of
 
 if TYPE_CHECKING:
     from ..flow import Flow
@@ -46,7 +45,7 @@ def install(flow: Flow) -> Callable[[], None] | None:
     provider = trace.get_tracer_provider()
     if not isinstance(provider, sdk.TracerProvider):
         return None
-    processor = _processor_class(sdk)(flow)
+    processor = subclass_of(sdk.SpanProcessor, _Processor, "AgentflowsSpanProcessor")(flow)
     provider.add_span_processor(processor)
 
     def uninstall() -> None:
@@ -60,27 +59,13 @@ def install(flow: Flow) -> Callable[[], None] | None:
     return uninstall
 
 
-_CLASSES: dict[int, type] = {}
-
-
-def _processor_class(sdk: Any) -> type:
-    cls = _CLASSES.get(id(sdk.SpanProcessor))
-    if cls is None:
-        cls = _CLASSES[id(sdk.SpanProcessor)] = type(
-            "AgentflowsSpanProcessor", (_Processor, sdk.SpanProcessor), {}
-        )
-    return cls
-
-
 class _Processor:
     """Turns GenAI spans into agent names and decisions of one flow."""
 
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
         self.active = True
-        self._lock = threading.Lock()
-        self._agents: dict[int, tuple[contextvars.Token[str | None], str | None]] = {}
-        """span id -> (token of our ``current_agent`` change, the agent before it)."""
+        self._runs = AgentRuns(flow)
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         if not self.active:
@@ -88,25 +73,14 @@ class _Processor:
         attributes = span.attributes or {}
         name = attributes.get(AGENT_NAME)
         if attributes.get(OPERATION) == "invoke_agent" and isinstance(name, str) and name:
-            before = current_agent.get()
-            token = current_agent.set(name)  # in the context that runs the agent: its calls get the name
-            with self._lock:
-                self._agents[span.context.span_id] = (token, before)
-            self.flow.log.record("agent_run", agent=name, parent_agent=before)
+            self._runs.start(span.context.span_id, name, parent=current_agent.get())
 
     def on_end(self, span: Any) -> None:
         if not self.active:
             return
-        attributes = span.attributes or {}
-        with self._lock:
-            entry = self._agents.pop(span.context.span_id, None)
-        if entry is not None:
-            token, before = entry
-            try:
-                current_agent.reset(token)
-            except ValueError:  # ended in another context than it started
-                current_agent.set(before)
+        if self._runs.end(span.context.span_id):
             return
+        attributes = span.attributes or {}
         tool = attributes.get(TOOL_NAME)
         if attributes.get(OPERATION) == "execute_tool" and isinstance(tool, str):
             status = span.status
