@@ -33,9 +33,11 @@ WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
 MARKERS = (
-    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None): per-test cassette file "
-    "name, record mode override ('none', 'new', 'all'), latency replay ('recorded' or 'zero') and whether a "
-    "failing test's recording is saved anyway (default: ini agentflows_save_on_failure, false).",
+    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, "
+    "snapshot_measurements=None): per-test cassette file name, record mode override ('none', 'new', 'all'), "
+    "latency replay ('recorded' or 'zero'), whether a failing test's recording is saved anyway (default: ini "
+    "agentflows_save_on_failure, false) and whether decision snapshots keep virtual times, latencies, tokens "
+    "and USD (default: ini agentflows_snapshot_measurements, false).",
     "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; "
     "input + output tokens); the test fails when the flow spends more, with spend per agent.",
     "agent_deadline(seconds): the test fails when the flow's virtual elapsed time exceeds seconds.",
@@ -97,6 +99,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "agentflows_save_on_failure",
         "save what a failing (or interrupted) test recorded; default false: its cassette stays as it was",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "agentflows_snapshot_measurements",
+        "decision snapshots keep measurements (virtual times 'at', latencies, tokens, USD); default false: "
+        "only the structure (kinds, order, agents, routes, verdicts, failures), so re-recording does not "
+        "churn snapshots",
         type="bool",
         default=False,
     )
@@ -295,14 +305,22 @@ def _attach_loop_first(item: pytest.Item, flow: Flow) -> None:
 
 
 @pytest.fixture
-def decision_snapshot(snapshot: Any) -> Any:
+def decision_snapshot(snapshot: Any, request: pytest.FixtureRequest) -> Any:
     """syrupy's ``snapshot`` with the decision-log extension.
 
-    Use as ``assert agentflow.decisions == decision_snapshot``.
+    Use as ``assert agentflow.decisions == decision_snapshot``. Measurements (virtual times, latencies,
+    tokens, USD) stay out of the snapshot unless ini ``agentflows_snapshot_measurements = true`` or
+    ``@pytest.mark.agentflow(snapshot_measurements=True)`` asks for them.
     """
-    from .snapshot import DecisionLogExtension
+    from ..errors import UsageError
+    from ._options import snapshot_measurements
+    from .snapshot import DecisionLogExtension, MeasuredDecisionLogExtension
 
-    return snapshot.use_extension(DecisionLogExtension)
+    try:
+        measured = snapshot_measurements(request.node)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return snapshot.use_extension(MeasuredDecisionLogExtension if measured else DecisionLogExtension)
 
 
 @pytest.fixture

@@ -43,7 +43,8 @@ class FlowOptions:
 
 
 _FIX = {
-    "agentflow": "e.g. @pytest.mark.agentflow(cassette='my_flow.yaml', record='new', latency='zero')",
+    "agentflow": "e.g. @pytest.mark.agentflow(cassette='my_flow.yaml', record='new', latency='zero', "
+    "snapshot_measurements=True)",
     "agent_budget": "e.g. @pytest.mark.agent_budget(usd=0.50, tokens=20_000) (either cap may be left out)",
     "agent_deadline": "e.g. @pytest.mark.agent_deadline(120) (virtual seconds)",
     "agent_faults": "e.g. @pytest.mark.agent_faults(fail={'billing': 'connection'}, status={'search': 429})",
@@ -116,9 +117,11 @@ def check_markers(item: pytest.Item) -> None:
 
 
 def _marker_values(item: pytest.Item) -> dict[str, Any]:
-    marker, flow = _marker_kwargs(item, "agentflow", ("cassette", "record", "latency", "save_on_failure"))
+    marker, flow = _marker_kwargs(
+        item, "agentflow", ("cassette", "record", "latency", "save_on_failure", "snapshot_measurements")
+    )
     values: dict[str, Any] = {"cassette": None, "record": None, "latency": "recorded"}
-    values["save_on_failure"] = None
+    values["save_on_failure"] = values["snapshot_measurements"] = None
     if marker is not None:
         cassette = flow.get("cassette")
         if cassette is not None and (not isinstance(cassette, str | os.PathLike) or not os.fspath(cassette)):
@@ -142,6 +145,10 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
         if save is not None and not isinstance(save, bool):
             raise _misuse(item, marker, f"save_on_failure must be True or False, got {save!r}")
         values["save_on_failure"] = save
+        measured = flow.get("snapshot_measurements")
+        if measured is not None and not isinstance(measured, bool):
+            raise _misuse(item, marker, f"snapshot_measurements must be True or False, got {measured!r}")
+        values["snapshot_measurements"] = measured
     marker, budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
     values["usd"] = values["tokens"] = None
     if marker is not None:
@@ -197,6 +204,18 @@ def default_cassette_path(item: pytest.Item, config: pytest.Config, name: str | 
             raise UsageError(f"ini agentflows_cassette_format must be 'yaml' or 'json', got {fmt!r}")
         file += f".{fmt}"
     return base / module.stem / file
+
+
+def snapshot_measurements(item: pytest.Item) -> bool:
+    """Whether ``item``'s decision snapshots keep measurements (marker > ini; default ``False``).
+
+    Raises:
+        UsageError: for a misused ``agentflow`` marker (see :func:`check_markers`).
+    """
+    measured = _marker_values(item)["snapshot_measurements"]
+    if measured is None:
+        return bool(item.config.getini("agentflows_snapshot_measurements"))
+    return bool(measured)
 
 
 def resolve(item: pytest.Item) -> FlowOptions:
