@@ -127,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[ROWS_KEY] = []
     config.stash[DISCARDED_KEY] = []
+    config.pluginmanager.register(_SnapshotKeeper(config), "agentflows-snapshot-keeper")
     _quiet_looptime_plugin(config)
 
 
@@ -165,6 +166,8 @@ def _quiet_looptime_plugin(config: pytest.Config) -> None:
 
 
 _MARKER_NAMES = frozenset(("agentflow", "agent_budget", "agent_deadline", "agent_faults"))
+SNAPSHOT_TESTS_KEY = pytest.StashKey[set[str]]()
+"""Node ids of the selected tests that request ``decision_snapshot`` (see :func:`_keep_snapshots_of_failed`)."""
 
 
 @pytest.hookimpl(trylast=True)
@@ -177,6 +180,9 @@ def pytest_collection_modifyitems(
     over its markers (nothing is imported).
     """
     bad: dict[str, str] = {}
+    config.stash[SNAPSHOT_TESTS_KEY] = {
+        item.nodeid for item in items if "decision_snapshot" in getattr(item, "fixturenames", ())
+    }
     for item in items:
         if not any(m.name in _MARKER_NAMES for m in item.iter_markers()):
             continue
@@ -405,6 +411,33 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports))
     item.config.stash[ROWS_KEY].append(row)
     report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
+
+
+class _SnapshotKeeper:
+    """A decision-snapshot test that failed or errored keeps its snapshots under ``--snapshot-update``.
+
+    syrupy deletes, as unused, every snapshot of a selected test that the run did not assert, so a test
+    that failed before its assertion (an unrecorded request, a broken fixture) would lose its snapshot.
+    syrupy keeps the snapshots of skipped tests: such a test is reported to syrupy as skipped (for its
+    unused-snapshot bookkeeping only; pytest still reports the failure).
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not report.failed or report.when == "teardown":
+            return
+        if report.nodeid not in self.config.stash.get(SNAPSHOT_TESTS_KEY, ()):
+            return
+        session = getattr(self.config, "_syrupy", None)
+        selected = getattr(session, "_selected_items", None)
+        if not isinstance(selected, dict) or report.nodeid not in selected:
+            return
+        from syrupy.session import ItemStatus
+
+        selected[report.nodeid] = ItemStatus.SKIPPED
 
 
 def _outcome(reports: list[pytest.TestReport]) -> Outcome:
