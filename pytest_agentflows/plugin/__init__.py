@@ -167,7 +167,7 @@ def _quiet_looptime_plugin(config: pytest.Config) -> None:
 
 _MARKER_NAMES = frozenset(("agentflow", "agent_budget", "agent_deadline", "agent_faults"))
 SNAPSHOT_TESTS_KEY = pytest.StashKey[set[str]]()
-"""Node ids of the selected tests that request ``decision_snapshot`` (see :func:`_keep_snapshots_of_failed`)."""
+"""Node ids of the selected tests that request ``decision_snapshot`` (see :class:`_SnapshotKeeper`)."""
 
 
 @pytest.hookimpl(trylast=True)
