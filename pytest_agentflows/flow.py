@@ -23,7 +23,7 @@ from .runtime.decisions import DecisionLog
 from .testing.faults import FaultPlan
 
 if TYPE_CHECKING:
-    from .cassette._recorder import Exchange
+    from .cassette._recorder import CassetteUsage, Exchange
     from .testing._transport import FlowTransport
 
 __all__ = ["Flow"]
@@ -48,6 +48,9 @@ class Flow:
         record_model_calls: Whether each model call also appears in the decision log as ``model_call``.
         save_on_failure: Save what the flow recorded even when it failed (see :meth:`mark_failed`); by
             default a failed recording leaves the cassette file as it was.
+        prune_unused: With ``record="new"``, a flow that ends without failing drops from its cassette the
+            recorded interactions it never replayed (for a cassette only this flow uses: a re-recorded
+            test keeps exactly what its run used). Default ``False``: they stay (and are reported).
 
     Raises:
         UsageError: for an unknown record mode or latency mode.
@@ -67,6 +70,7 @@ class Flow:
         log_path: str | os.PathLike[str] | None = None,
         record_model_calls: bool = True,
         save_on_failure: bool = False,
+        prune_unused: bool = False,
     ) -> None:
         if latency not in ("recorded", "zero"):
             raise UsageError(f"{test_id}: latency must be 'recorded' or 'zero', got {latency!r}")
@@ -89,6 +93,9 @@ class Flow:
         self.save_on_failure = save_on_failure
         self.discarded: tuple[str, int] | None = None
         """``(reason, interactions)`` when a failed recording was not saved to the cassette, else ``None``."""
+        self.prune_unused = prune_unused
+        self.cassette_usage: CassetteUsage | None = None
+        """After the flow deactivated: which recorded interactions it replayed, recorded and pruned."""
         self._simulated: Callable[[str | None], float | None] | None = None
         self._calls: list[ModelCall] = []
         self._lock = threading.Lock()
@@ -123,6 +130,7 @@ class Flow:
                     test_id=self.test_id,
                     redactor=self.redactor,
                     save_on_failure=self.save_on_failure,
+                    prune=self.prune_unused,
                 )
                 stack.callback(self._note_discarded, recorder)
                 self._cassette = stack.enter_context(recorder)
@@ -151,6 +159,8 @@ class Flow:
 
     def _note_discarded(self, recorder: Any) -> None:
         cassette = recorder.cassette
+        if cassette is not None:
+            self.cassette_usage = cassette.usage()
         if cassette is not None and cassette.discarded:
             self.discarded = (cassette.discard_reason or "failed", cassette.discarded)
 

@@ -28,13 +28,16 @@ __all__ = [
     "SCHEMA_VERSION",
     "AgentSpend",
     "AgentflowsReport",
+    "CassetteUse",
     "FlowRow",
     "SessionTotals",
     "Span",
+    "UnusedInteractions",
     "agent_order",
     "build_report",
     "mermaid_gantt",
     "summary_line",
+    "unused_interactions",
 ]
 
 SCHEMA_VERSION = 1
@@ -305,6 +308,73 @@ def summary_line(rows: Sequence[FlowRow]) -> str:
         f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {_usd(t.cost_usd)}, "
         f"{t.elapsed_s:.1f} s virtual"
     )
+
+
+# -- unused recorded interactions ---------------------------------------------------------------------
+class CassetteUse(BaseModel):
+    """How one flow test used its cassette (sent from pytest-xdist workers as JSON)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    """The cassette file."""
+    loaded: int
+    """Interactions in the file when the flow started."""
+    unused: dict[int, str] = Field(default_factory=dict)
+    """Loaded interactions the flow never replayed: position in the file -> ``"METHOD URL"``."""
+    recorded: int = 0
+    """Interactions the flow recorded and saved."""
+    pruned: int = 0
+    """Loaded interactions dropped from the file because the flow no longer used them."""
+    complete: bool = True
+    """The test passed: what it did not use, it does not need (a failed test's use is not judged)."""
+
+
+class UnusedInteractions(BaseModel):
+    """The interactions of one cassette that no flow of the session replayed, or that were pruned."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    """The cassette file."""
+    interactions: int
+    """Interactions in the file."""
+    unused: dict[int, str] = Field(default_factory=dict)
+    """Position in the file -> ``"METHOD URL"`` of each interaction no flow replayed."""
+    pruned: int = 0
+    """Interactions dropped from the file in this session (``--record-agents`` on a test's own cassette)."""
+
+
+def unused_interactions(uses: Iterable[CassetteUse]) -> list[UnusedInteractions]:
+    """Per cassette, the recorded interactions that no flow test of the session replayed (sorted by path).
+
+    A cassette is judged only when every test that used it passed. Several tests sharing one cassette
+    count together: an interaction is unused when none of them replayed it. A cassette whose file
+    changed positions during the session (pruned) reports what was pruned instead.
+    """
+    by_path: dict[str, list[CassetteUse]] = {}
+    for use in uses:
+        by_path.setdefault(use.path, []).append(use)
+    out = []
+    for path in sorted(by_path):
+        group = by_path[path]
+        pruned = sum(u.pruned for u in group)
+        if pruned:
+            out.append(
+                UnusedInteractions(path=path, interactions=max(u.loaded for u in group), pruned=pruned)
+            )
+            continue
+        if not all(u.complete for u in group):
+            continue
+        used: set[int] = set()
+        for use in group:
+            used.update(i for i in range(use.loaded) if i not in use.unused)
+            used.update(range(use.loaded, use.loaded + use.recorded))  # saved after the loaded ones
+        unused = {i: d for use in group for i, d in use.unused.items() if i not in used}
+        if unused:
+            total = max(u.loaded + u.recorded for u in group)
+            out.append(UnusedInteractions(path=path, interactions=total, unused=dict(sorted(unused.items()))))
+    return out
 
 
 # -- Mermaid -------------------------------------------------------------------------------------------

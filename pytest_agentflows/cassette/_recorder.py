@@ -101,9 +101,14 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         agentflows_listener: ExchangeListener | None = None,
         agentflows_redactor: Redactor | None = None,
         agentflows_clock_now: Callable[[], float] = lambda: 0.0,
+        agentflows_prune: bool = False,
         **kwargs: Any,
     ) -> None:
         self.mode = agentflows_mode
+        self.prune = agentflows_prune and agentflows_mode is RecordMode.NEW
+        """Drop, when saving, the loaded interactions this use never replayed (``new`` mode, own file)."""
+        self.pruned = 0
+        """Interactions dropped by the last save because this use never replayed them."""
         self.test_id = agentflows_test
         self.listener = agentflows_listener
         self.redactor = agentflows_redactor or Redactor()
@@ -133,11 +138,18 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
         vcrpy saves before it undoes its patches; an exception escaping here would leave them installed.
         """
-        if not (force or self.dirty):
-            return
         if self.discard_reason is not None:
-            self.discarded = self.recorded_count
+            if force or self.dirty:
+                self.discarded = self.recorded_count
             return
+        unused = self.unused_indexes() if self.prune else []
+        if not (force or self.dirty or unused):
+            return
+        kept = list(self.data) if unused else None
+        if kept is not None:
+            dropped = set(unused)
+            self.data[:] = [pair for i, pair in enumerate(kept) if i not in dropped]
+            force = True
         persister = self._persister
         if isinstance(persister, GuardedPersister):
             persister.recorded = self.recorded_count
@@ -145,6 +157,28 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             super()._save(force=force)
         except BaseException as exc:  # CassetteConflictError, OSError, KeyboardInterrupt during the write
             self.save_error = exc
+        else:
+            self.pruned = len(unused)
+        finally:
+            if kept is not None:
+                self.data[:] = kept  # positions stay those of the file as loaded (see usage())
+
+    # -- usage -------------------------------------------------------------------------------------------
+    def unused_indexes(self) -> list[int]:
+        """Positions (in the file as loaded) of the interactions this use of the cassette never replayed."""
+        counts = self.play_counts
+        return [i for i in range(self._loaded_count) if not counts[i]]
+
+    def usage(self) -> CassetteUsage:
+        """What this use of the cassette replayed, recorded and pruned (read after the block ended)."""
+        unused = [] if self.pruned else self.unused_indexes()
+        return CassetteUsage(
+            path=str(self._path),
+            loaded=self._loaded_count,
+            unused={i: _describe(self.data[i][0]) for i in unused},
+            recorded=self.recorded_count if not self.discarded else 0,
+            pruned=self.pruned,
+        )
 
     # -- index -------------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -432,6 +466,26 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
+class CassetteUsage:
+    """How one use of a cassette (one flow) used its recorded interactions."""
+
+    path: str
+    """The cassette file."""
+    loaded: int
+    """Interactions in the file when the flow started."""
+    unused: dict[int, str]
+    """Loaded interactions the flow never replayed: position in the file -> ``"METHOD URL"``."""
+    recorded: int = 0
+    """Interactions recorded (and saved) by the flow."""
+    pruned: int = 0
+    """Loaded interactions dropped from the file because the flow no longer used them."""
+
+
+def _describe(request: Any) -> str:
+    return f"{getattr(request, 'method', '?')} {getattr(request, 'uri', '?')}"
+
+
+@dataclass(frozen=True)
 class _LiveRequest:
     """What :meth:`FlowCassette._key` reads of a live request (as a ``vcr.request.Request`` offers it)."""
 
@@ -495,6 +549,8 @@ class Recorder:
         test_id: Node id used in error messages.
         redactor: Secret scrubbing applied before anything is stored or matched.
         save_on_failure: Save the recording even when the block raises.
+        prune: In ``new`` mode, when the block ends without error, drop from the file the loaded
+            interactions it never replayed (a re-recorded test keeps only what its run used).
 
     When the block raises (or ``cassette.discard_reason`` is set), nothing is written: the file keeps its
     previous content (``cassette.discarded`` counts the interactions not saved).
@@ -512,6 +568,8 @@ class Recorder:
     redactor: Redactor = field(default_factory=Redactor)
     save_on_failure: bool = False
     """Save what was recorded even when the block raises (default: keep the file as it was)."""
+    prune: bool = False
+    """In ``new`` mode, drop the loaded interactions the block never replayed when saving (its own file)."""
     cassette: FlowCassette | None = None
     _cm: Any = None
     _undo: list[Callable[[], None]] = field(default_factory=list)
@@ -544,6 +602,7 @@ class Recorder:
             agentflows_listener=self.listener,
             agentflows_redactor=redactor,
             agentflows_clock_now=self.clock.now,
+            agentflows_prune=self.prune,
         )
         self.cassette = self._cm.__enter__()
         try:

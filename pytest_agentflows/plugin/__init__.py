@@ -11,13 +11,14 @@ import functools
 import inspect
 import sys
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..report import FlowRow, Outcome
+    from ..report import CassetteUse, FlowRow, Outcome, UnusedInteractions
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
@@ -28,7 +29,11 @@ CALL_KEY = pytest.StashKey[str]()
 """How the call phase of a flow test ended: ``"passed"`` or why not (read by the fixture's teardown)."""
 DISCARDED_KEY = pytest.StashKey[list[str]]()
 """One line per failed test whose recording was not saved (printed in the terminal summary)."""
+CASSETTES_KEY = pytest.StashKey[list["CassetteUse"]]()
+"""How each flow test used its cassette (for the unused-interactions report)."""
+UNUSED_KEY = pytest.StashKey[list["UnusedInteractions"]]()
 WORKER_DISCARDED = "agentflows_discarded"
+WORKER_CASSETTES = "agentflows_cassettes"
 WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
@@ -103,6 +108,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
     )
     parser.addini(
+        "agentflows_unused_interactions",
+        "recorded interactions no test replayed: 'report' (default: a summary line per cassette), 'fail' "
+        "(the run fails, as syrupy's unused-snapshot check) or 'ignore'",
+        default="report",
+    )
+    parser.addini(
         "agentflows_snapshot_measurements",
         "decision snapshots keep measurements (virtual times 'at', latencies, tokens, USD); default false: "
         "only the structure (kinds, order, agents, routes, verdicts, failures), so re-recording does not "
@@ -125,10 +136,20 @@ def pytest_configure(config: pytest.Config) -> None:
             f"ini agentflows_cassette_format = {fmt!r} is not a cassette format. "
             "Fix: set it to yaml (the default) or json."
         )
+    unused = str(config.getini("agentflows_unused_interactions")).strip().lower()
+    if unused not in _UNUSED_MODES:
+        raise pytest.UsageError(
+            f"ini agentflows_unused_interactions = {unused!r} is not a mode. "
+            f"Fix: set it to one of {', '.join(_UNUSED_MODES)}."
+        )
     config.stash[ROWS_KEY] = []
     config.stash[DISCARDED_KEY] = []
+    config.stash[CASSETTES_KEY] = []
     config.pluginmanager.register(_SnapshotKeeper(config), "agentflows-snapshot-keeper")
     _quiet_looptime_plugin(config)
+
+
+_UNUSED_MODES = ("report", "fail", "ignore")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -223,6 +244,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         redactor=Redactor(headers=options.redact_headers, body_keys=options.redact_body_keys),
         test_id=item.nodeid,
         save_on_failure=options.save_on_failure,
+        prune_unused=options.prune_unused,
     )
     _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
@@ -240,9 +262,28 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         ended = item.stash.get(CALL_KEY, "did not run to the end")
         if ended != "passed":
             flow.mark_failed(ended)
+    _note_cassette_use(item.config, flow, complete=ended == "passed")
     if flow.discarded is not None:
         reason, count = flow.discarded
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
+
+
+def _note_cassette_use(config: pytest.Config, flow: Flow, *, complete: bool) -> None:
+    usage = flow.cassette_usage
+    if usage is None or not (usage.loaded or usage.recorded or usage.pruned):
+        return
+    from ..report import CassetteUse
+
+    config.stash[CASSETTES_KEY].append(
+        CassetteUse(
+            path=usage.path,
+            loaded=usage.loaded,
+            unused=usage.unused,
+            recorded=usage.recorded,
+            pruned=usage.pruned,
+            complete=complete,
+        )
+    )
 
 
 def _discard_line(nodeid: str, flow: Flow, reason: str, count: int) -> str:
@@ -456,11 +497,13 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     output = getattr(node, "workeroutput", {})
     node.config.stash[DISCARDED_KEY].extend(output.get(WORKER_DISCARDED, []))
     rows = output.get(WORKER_ROWS, [])
-    if not rows:
+    uses = output.get(WORKER_CASSETTES, [])
+    if not rows and not uses:
         return
-    from ..report import FlowRow
+    from ..report import CassetteUse, FlowRow
 
     node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
+    node.config.stash[CASSETTES_KEY].extend(CassetteUse.model_validate_json(u) for u in uses)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -469,7 +512,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports
         config.workeroutput[WORKER_ROWS] = [r.model_dump_json() for r in rows]  # type: ignore[attr-defined]
         config.workeroutput[WORKER_DISCARDED] = config.stash.get(DISCARDED_KEY, [])  # type: ignore[attr-defined]
+        config.workeroutput[WORKER_CASSETTES] = [  # type: ignore[attr-defined]
+            u.model_dump_json() for u in config.stash.get(CASSETTES_KEY, [])
+        ]
         return
+    _judge_unused(session)
     wanted = [config.getoption(o, None) for o in ("agentflows_json", "agentflows_html")]
     if not any(wanted):
         return  # nothing to write: don't even import the report modules
@@ -495,13 +542,78 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 written.append((f"agentflows: {kind} report written to {target}", True))
 
 
+def _judge_unused(session: pytest.Session) -> None:
+    """Find the recorded interactions no flow replayed; with ini ``... = fail`` the run fails on them."""
+    config = session.config
+    uses = config.stash.get(CASSETTES_KEY, [])
+    mode = str(config.getini("agentflows_unused_interactions")).strip().lower()
+    if not uses or mode == "ignore":
+        return
+    from ..report import unused_interactions
+
+    found = unused_interactions(uses)
+    config.stash[UNUSED_KEY] = found
+    if mode == "fail" and any(u.unused for u in found) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _unused_lines(found: list[UnusedInteractions], config: pytest.Config) -> list[tuple[str, bool]]:
+    """Summary lines (text, is-a-failure) about unused and pruned interactions."""
+    lines: list[tuple[str, bool]] = []
+    root = config.rootpath
+    strict = str(config.getini("agentflows_unused_interactions")).strip().lower() == "fail"
+
+    def shown(path: str) -> str:
+        try:
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            return path
+
+    pruned = [u for u in found if u.pruned]
+    if pruned:
+        total = sum(u.pruned for u in pruned)
+        files = f"{len(pruned)} cassette{'s' if len(pruned) != 1 else ''}"
+        lines.append(
+            (
+                f"agentflows: dropped {total} recorded interaction{'s' if total != 1 else ''} the "
+                f"re-recorded tests no longer used, from {files}:",
+                False,
+            )
+        )
+        lines.extend((f"  {shown(u.path)}: {u.pruned} dropped", False) for u in pruned)
+    unused = [u for u in found if u.unused]
+    if unused:
+        total = sum(len(u.unused) for u in unused)
+        fix = (
+            "the run fails on them (ini agentflows_unused_interactions = fail)"
+            if strict
+            else "ini agentflows_unused_interactions = fail makes them fail the run"
+        )
+        lines.append(
+            (
+                f"agentflows: {total} recorded interaction{'s' if total != 1 else ''} never replayed, in "
+                f"{len(unused)} cassette{'s' if len(unused) != 1 else ''}. Fix: re-record the test with "
+                f"--record-agents (it drops what its own cassette no longer uses) or delete them; {fix}.",
+                strict,
+            )
+        )
+        for u in unused:
+            places = ", ".join(f"interactions[{i}] {d}" for i, d in list(u.unused.items())[:3])
+            more = f", +{len(u.unused) - 3} more" if len(u.unused) > 3 else ""
+            lines.append(
+                (f"  {shown(u.path)}: {len(u.unused)} of {u.interactions} unused: {places}{more}", strict)
+            )
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     rows = config.stash.get(ROWS_KEY, [])
     written = config.stash.get(WRITTEN_KEY, [])
     discarded = config.stash.get(DISCARDED_KEY, [])
-    if not rows and not written and not discarded:
+    unused = _unused_lines(config.stash.get(UNUSED_KEY, []), config)
+    if not rows and not written and not discarded and not unused:
         return
     terminalreporter.write_sep("-", "agentflows")
     if rows and config.getoption("agentflows_report", False):
@@ -522,3 +634,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))
     for note in discarded:
         terminalreporter.write_line(note, yellow=True)
+    for text, failure in unused:
+        terminalreporter.write_line(text, **({"red": True, "bold": True} if failure else {"yellow": True}))

@@ -40,6 +40,9 @@ class FlowOptions:
     """Extra JSON body keys to scrub (ini ``agentflows_redact_body_keys``)."""
     save_on_failure: bool = False
     """Save a failing test's recording (marker ``save_on_failure=``, ini ``agentflows_save_on_failure``)."""
+    prune_unused: bool = False
+    """Drop the interactions a ``--record-agents`` run no longer used: the test's own cassette only (the
+    default name; a cassette named by the marker may be shared with other tests)."""
 
 
 _FIX = {
@@ -242,4 +245,5 @@ def resolve(item: pytest.Item) -> FlowOptions:
         redact_headers=tuple(config.getini("agentflows_redact_headers")),
         redact_body_keys=tuple(config.getini("agentflows_redact_body_keys")),
         save_on_failure=save_on_failure,
+        prune_unused=values["cassette"] is None,
     )
