@@ -28,12 +28,18 @@ __all__ = [
     "SCHEMA_VERSION",
     "AgentSpend",
     "AgentflowsReport",
+    "Baseline",
+    "BaselineMetrics",
     "CassetteUse",
+    "FlowBaseline",
     "FlowRow",
+    "Growth",
     "SessionTotals",
     "Span",
+    "Tolerance",
     "UnusedInteractions",
     "agent_order",
+    "baseline_growths",
     "build_report",
     "mermaid_gantt",
     "summary_line",
@@ -308,6 +314,187 @@ def summary_line(rows: Sequence[FlowRow]) -> str:
         f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {_usd(t.cost_usd)}, "
         f"{t.elapsed_s:.1f} s virtual"
     )
+
+
+# -- cost baseline ------------------------------------------------------------------------------------
+BASELINE_SCHEMA_VERSION = 1
+"""Layout version of the baseline file."""
+
+METRICS = ("calls", "tokens", "cost_usd", "seconds")
+"""The measurements a baseline keeps, per flow and per agent."""
+
+
+class BaselineMetrics(BaseModel):
+    """What a flow, or one agent of it, used: model calls, tokens, US dollars, virtual seconds."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    calls: int = 0
+    """Model calls."""
+    tokens: int = 0
+    """Billed input + output tokens."""
+    cost_usd: float | None = 0.0
+    """US dollars (genai-prices); ``None`` when a model has no known price (then not compared)."""
+    seconds: float = 0.0
+    """Virtual seconds: the flow's elapsed time; for an agent, the sum of its calls' latencies."""
+
+
+class FlowBaseline(BaseModel):
+    """The baseline of one flow test: its totals and each agent's."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    flow: BaselineMetrics = Field(default_factory=BaselineMetrics)
+    """Totals of the flow."""
+    agents: dict[str, BaselineMetrics] = Field(default_factory=dict)
+    """Per agent (``"(no agent)"`` for calls outside any agent scope), sorted by name."""
+
+    @classmethod
+    def from_row(cls, row: FlowRow) -> FlowBaseline:
+        """The baseline entry of a report row."""
+        latency: dict[str, float] = {}
+        for span in row.spans:
+            latency[span.agent] = latency.get(span.agent, 0.0) + span.latency_s
+        agents = {
+            a.agent: BaselineMetrics(
+                calls=a.calls,
+                tokens=a.input_tokens + a.output_tokens,
+                cost_usd=a.cost_usd,
+                seconds=round(latency.get(a.agent, 0.0), _DIGITS),
+            )
+            for a in sorted(row.agents, key=lambda a: a.agent)
+        }
+        total = BaselineMetrics(
+            calls=row.calls, tokens=row.total_tokens, cost_usd=row.cost_usd, seconds=row.elapsed_s
+        )
+        return cls(flow=total, agents=agents)
+
+
+class Baseline(BaseModel):
+    """The file of ``--agentflows-baseline=FILE``: per flow test, what it used when the file was written."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    schema_version: int = BASELINE_SCHEMA_VERSION
+    """Layout version (currently 1)."""
+    flows: dict[str, FlowBaseline] = Field(default_factory=dict)
+    """By pytest node id, sorted."""
+
+    def updated(self, rows: Iterable[FlowRow]) -> Baseline:
+        """A copy with the entries of ``rows`` that passed replaced or added; other entries are kept."""
+        flows = dict(self.flows)
+        for row in rows:
+            if row.outcome == "passed":
+                flows[row.test] = FlowBaseline.from_row(row)
+        return Baseline(flows=dict(sorted(flows.items())))
+
+
+class Tolerance(BaseModel):
+    """How much each metric may grow over the baseline before a flow fails, as a fraction (0.1 = 10%)."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    calls: float = 0.1
+    """Model calls."""
+    tokens: float = 0.1
+    """Tokens."""
+    cost_usd: float = 0.1
+    """US dollars."""
+    seconds: float = 0.1
+    """Virtual seconds."""
+
+    @classmethod
+    def parse(cls, text: str) -> Tolerance:
+        """Read ini ``agentflows_baseline_tolerance``: ``"10%"`` for every metric, or per metric.
+
+        Per metric: ``"tokens=5%, usd=10%, calls=0%, seconds=20%"``; a bare percentage in the list sets
+        the others (default 10%). Metric names: ``calls``, ``tokens``, ``usd`` (or ``cost_usd``),
+        ``seconds``.
+
+        Raises:
+            ValueError: for an unknown metric or a value that is not a percentage >= 0, naming it.
+        """
+        default = 0.1
+        values: dict[str, float] = {}
+        for part in (p.strip() for p in text.replace("\n", ",").split(",")):
+            if not part:
+                continue
+            name, eq, value = part.rpartition("=")
+            fraction = _percent(value)
+            if not eq:
+                default = fraction
+                continue
+            key = {"usd": "cost_usd"}.get(name.strip().lower(), name.strip().lower())
+            if key not in METRICS:
+                raise ValueError(f"unknown metric {name.strip()!r} (valid: calls, tokens, usd, seconds)")
+            values[key] = fraction
+        return cls(**{m: values.get(m, default) for m in METRICS})
+
+    def describe(self) -> str:
+        """``"10%"`` when all metrics share one value, else ``"calls 0%, tokens 5%, ..."``."""
+        shown = {m: f"{getattr(self, m) * 100:g}%" for m in METRICS}
+        if len(set(shown.values())) == 1:
+            return shown["calls"]
+        return ", ".join(f"{_METRIC_NAMES[m]} {v}" for m, v in shown.items())
+
+
+_METRIC_NAMES = {"calls": "calls", "tokens": "tokens", "cost_usd": "USD", "seconds": "virtual s"}
+
+
+def _percent(text: str) -> float:
+    raw = text.strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a percentage (write e.g. 10%)") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{text.strip()!r} must be a percentage >= 0")
+    return value / 100
+
+
+class Growth(BaseModel):
+    """One metric of a flow (or of one of its agents) that grew beyond the tolerance."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    test: str
+    """pytest node id."""
+    agent: str | None
+    """The agent, or ``None`` for the flow's totals."""
+    metric: str
+    """``calls``, ``tokens``, ``cost_usd`` or ``seconds``."""
+    baseline: float
+    """The value in the baseline file (0 for an agent the baseline does not have)."""
+    now: float
+    """The value in this run."""
+
+    @property
+    def change(self) -> float | None:
+        """``now / baseline - 1`` (1.0 = +100%); ``None`` when the baseline value is 0."""
+        return None if not self.baseline else self.now / self.baseline - 1
+
+
+def baseline_growths(
+    test: str, baseline: FlowBaseline, now: FlowBaseline, tolerance: Tolerance
+) -> list[Growth]:
+    """The metrics of ``now`` that exceed ``baseline`` by more than ``tolerance``: flow totals, then agents.
+
+    An agent the baseline does not know counts from 0 (any use is growth); an unknown price is not
+    compared. Shrinking is never a failure.
+    """
+    out: list[Growth] = []
+    scopes: list[tuple[str | None, BaselineMetrics, BaselineMetrics]] = [(None, baseline.flow, now.flow)]
+    for name in sorted(now.agents):
+        scopes.append((name, baseline.agents.get(name, BaselineMetrics()), now.agents[name]))
+    for agent, old, new in scopes:
+        for metric in METRICS:
+            before, after = getattr(old, metric), getattr(new, metric)
+            if before is None or after is None:
+                continue
+            limit = before * (1 + getattr(tolerance, metric))
+            if after > limit + 1e-12 and after > before:
+                out.append(Growth(test=test, agent=agent, metric=metric, baseline=before, now=after))
+    return out
 
 
 # -- unused recorded interactions ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..report import CassetteUse, FlowRow, Outcome, UnusedInteractions
+    from ..report import Baseline, CassetteUse, FlowRow, Growth, Outcome, Tolerance, UnusedInteractions
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
@@ -32,6 +33,9 @@ DISCARDED_KEY = pytest.StashKey[list[str]]()
 CASSETTES_KEY = pytest.StashKey[list["CassetteUse"]]()
 """How each flow test used its cassette (for the unused-interactions report)."""
 UNUSED_KEY = pytest.StashKey[list["UnusedInteractions"]]()
+BASELINE_KEY = pytest.StashKey[tuple[Path, "Baseline", "Tolerance"]]()
+"""``--agentflows-baseline``: the file, what it holds (empty when being written) and the tolerance."""
+BASELINE_LINES_KEY = pytest.StashKey[list[tuple[str, bool]]]()
 WORKER_DISCARDED = "agentflows_discarded"
 WORKER_CASSETTES = "agentflows_cassettes"
 WORKER_ROWS = "agentflows_rows"
@@ -90,6 +94,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="agentflows_html",
         help="write the flow report as one self-contained HTML page with a timeline per flow to PATH.",
     )
+    group.addoption(
+        "--agentflows-baseline",
+        action="store",
+        default=None,
+        metavar="FILE",
+        dest="agentflows_baseline",
+        help="compare each flow's calls, tokens, USD and virtual seconds (in total and per agent) with FILE "
+        "and fail the flows that grew beyond ini agentflows_baseline_tolerance (default 10%%).",
+    )
+    group.addoption(
+        "--agentflows-baseline-update",
+        action="store_true",
+        default=False,
+        dest="agentflows_baseline_update",
+        help="write the passing flows' figures into the --agentflows-baseline FILE instead of comparing "
+        "(entries of flows that did not run are kept).",
+    )
+    parser.addini(
+        "agentflows_baseline_tolerance",
+        "how much a flow may grow over --agentflows-baseline before it fails: '10%' (default) for every "
+        "metric, or per metric, e.g. 'calls=0%, tokens=10%, usd=10%, seconds=20%'",
+        default="10%",
+    )
     parser.addini(
         "agentflows_cassette_dir",
         "directory holding cassettes as <dir>/<module>/<test>.yaml (default: cassettes/ beside each module)",
@@ -145,11 +172,82 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ROWS_KEY] = []
     config.stash[DISCARDED_KEY] = []
     config.stash[CASSETTES_KEY] = []
+    if config.getoption("agentflows_baseline", None):
+        _load_baseline(config)
+    elif config.getoption("agentflows_baseline_update", False):
+        raise pytest.UsageError(
+            "--agentflows-baseline-update needs the file to write: add --agentflows-baseline=FILE "
+            "(e.g. --agentflows-baseline=agentflows-baseline.json)."
+        )
     config.pluginmanager.register(_SnapshotKeeper(config), "agentflows-snapshot-keeper")
     _quiet_looptime_plugin(config)
 
 
 _UNUSED_MODES = ("report", "fail", "ignore")
+
+
+def _load_baseline(config: pytest.Config) -> None:
+    """Read ``--agentflows-baseline`` and the tolerance once per session (each xdist worker reads its own).
+
+    Raises:
+        pytest.UsageError: a bad tolerance, or (when comparing) a baseline file that is missing or unreadable.
+    """
+    from pydantic import ValidationError
+
+    from ..report import Baseline, Tolerance
+
+    path = config.invocation_params.dir / config.getoption("agentflows_baseline")
+    raw = str(config.getini("agentflows_baseline_tolerance"))
+    try:
+        tolerance = Tolerance.parse(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(
+            f"ini agentflows_baseline_tolerance = {raw!r}: {exc}. Fix: e.g. 10% or 'tokens=5%, usd=10%'."
+        ) from None
+    update = config.getoption("agentflows_baseline_update", False)
+    baseline = Baseline()
+    try:
+        baseline = Baseline.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        if not update:
+            raise pytest.UsageError(
+                f"--agentflows-baseline: {path} does not exist. Fix: write it once with "
+                f"pytest --agentflows-baseline={config.getoption('agentflows_baseline')} "
+                "--agentflows-baseline-update, and commit it."
+            ) from None
+    except (OSError, ValidationError, ValueError) as exc:
+        if not update:
+            first = str(exc).splitlines()[0]
+            raise pytest.UsageError(
+                f"--agentflows-baseline: cannot read {path}: {first}. Fix: write it again with "
+                "--agentflows-baseline-update."
+            ) from None
+    config.stash[BASELINE_KEY] = (path, baseline, tolerance)
+
+
+def _baseline_verdict(item: pytest.Item, flow: Flow) -> None:
+    """Fail the flow when it grew beyond the baseline's tolerance (not while the baseline is written)."""
+    loaded = item.config.stash.get(BASELINE_KEY, None)
+    if loaded is None or item.config.getoption("agentflows_baseline_update", False):
+        return
+    path, baseline, tolerance = loaded
+    before = baseline.flows.get(item.nodeid)
+    if before is None:
+        return
+    from ..report import FlowBaseline, FlowRow, baseline_growths
+    from ._report_render import growth_lines
+
+    now = FlowBaseline.from_row(FlowRow.from_flow(item.nodeid, flow))
+    growths = baseline_growths(item.nodeid, before, now, tolerance)
+    if growths:
+        table = "\n".join(growth_lines(growths))
+        option = item.config.getoption("agentflows_baseline")
+        pytest.fail(
+            f"agentflows baseline: {item.nodeid} grew beyond the tolerance ({tolerance.describe()}) of "
+            f"{path}:\n{table}\nFix: if the growth is intended, update the baseline with pytest "
+            f"--agentflows-baseline={option} --agentflows-baseline-update and commit it.",
+            pytrace=False,
+        )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -423,6 +521,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
             if misses:
                 raise misses[0]
             _verdicts(item, flow)
+            _baseline_verdict(item, flow)
     except BaseException as exc:
         if FLOW_KEY in item.stash:
             item.stash[CALL_KEY] = _call_ended(exc)
@@ -517,6 +616,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         ]
         return
     _judge_unused(session)
+    _finish_baseline(config, rows)
     wanted = [config.getoption(o, None) for o in ("agentflows_json", "agentflows_html")]
     if not any(wanted):
         return  # nothing to write: don't even import the report modules
@@ -540,6 +640,68 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 written.append((f"agentflows: cannot write the {kind} report {target}: {exc}", False))
             else:
                 written.append((f"agentflows: {kind} report written to {target}", True))
+
+
+def _finish_baseline(config: pytest.Config, rows: list[FlowRow]) -> None:
+    """Write the baseline (``--agentflows-baseline-update``) or list what grew; the GitHub job summary."""
+    loaded = config.stash.get(BASELINE_KEY, None)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if loaded is None and not (summary_file and rows):
+        return
+    from ..report import FlowBaseline, baseline_growths
+
+    lines: list[tuple[str, bool]] = []
+    config.stash[BASELINE_LINES_KEY] = lines
+    growths: list[Growth] = []
+    if loaded is not None:
+        path, baseline, tolerance = loaded
+        if config.getoption("agentflows_baseline_update", False):
+            from ..cassette._store import atomic_write_text
+
+            updated = baseline.updated(rows)
+            try:
+                atomic_write_text(path, updated.model_dump_json(indent=2) + "\n")
+            except OSError as exc:
+                lines.append((f"agentflows: cannot write the baseline {path}: {exc}", False))
+            else:
+                written = sum(1 for r in rows if r.outcome == "passed")
+                lines.append((f"agentflows: baseline {path} written ({written} flows updated)", True))
+        else:
+            for row in sorted(rows, key=lambda r: r.test):
+                before = baseline.flows.get(row.test)
+                if before is not None:
+                    growths += baseline_growths(row.test, before, FlowBaseline.from_row(row), tolerance)
+            compared = sum(1 for r in rows if r.test in baseline.flows)
+            grew = sorted({g.test for g in growths})
+            lines.append(
+                (
+                    f"agentflows: baseline {path}: {compared} flows compared, {len(grew)} grew beyond the "
+                    f"tolerance ({tolerance.describe()})" + (":" if grew else ""),
+                    not grew,
+                )
+            )
+            from ._report_render import growth_lines
+
+            for test in grew:
+                lines.append((f"  {test}", False))
+                lines.extend(
+                    (line, False)
+                    for line in growth_lines([g for g in growths if g.test == test], indent="    ")
+                )
+    if summary_file and rows:
+        from ._report_render import markdown_summary
+
+        text = markdown_summary(
+            rows,
+            growths,
+            baseline=str(config.getoption("agentflows_baseline")) if loaded is not None else None,
+            tolerance=loaded[2].describe() if loaded is not None else "",
+        )
+        try:
+            with open(summary_file, "a", encoding="utf-8") as fh:  # GitHub's file: it appends, we append
+                fh.write(text)
+        except OSError as exc:
+            lines.append((f"agentflows: cannot write the GitHub job summary {summary_file}: {exc}", False))
 
 
 def _judge_unused(session: pytest.Session) -> None:
@@ -613,7 +775,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     written = config.stash.get(WRITTEN_KEY, [])
     discarded = config.stash.get(DISCARDED_KEY, [])
     unused = _unused_lines(config.stash.get(UNUSED_KEY, []), config)
-    if not rows and not written and not discarded and not unused:
+    baseline = config.stash.get(BASELINE_LINES_KEY, [])
+    if not rows and not written and not discarded and not unused and not baseline:
         return
     terminalreporter.write_sep("-", "agentflows")
     if rows and config.getoption("agentflows_report", False):
@@ -630,7 +793,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         from ..report import summary_line
 
         terminalreporter.write_line(summary_line(rows))
-    for message, ok in written:
+    for message, ok in [*written, *baseline]:
         terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))
     for note in discarded:
         terminalreporter.write_line(note, yellow=True)
