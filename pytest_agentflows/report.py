@@ -44,6 +44,7 @@ __all__ = [
     "mermaid_gantt",
     "summary_line",
     "unused_interactions",
+    "usd_text",
 ]
 
 SCHEMA_VERSION = 1
@@ -300,18 +301,29 @@ def build_report(rows: Sequence[FlowRow]) -> AgentflowsReport:
     return AgentflowsReport(totals=SessionTotals.from_rows(ordered), rows=ordered)
 
 
-def _usd(value: float | None) -> str:
-    return "$?" if value is None else f"${value:.4f}"
+def usd_text(value: float | None) -> str:
+    """US dollars for the summary line: ``$0.0184``; below a cent six decimals (``$0.000014``), so a small
+    spend never reads as ``$0.0000``; ``$0.00`` for nothing, ``$?`` when a price is unknown."""
+    if value is None:
+        return "$?"
+    if value == 0:
+        return "$0.00"
+    if abs(value) < 0.000001:
+        return "<$0.000001" if value > 0 else f"${value:.6f}"
+    if abs(value) < 0.01:
+        return f"${value:.6f}"
+    return f"${value:.4f}"
 
 
 def summary_line(rows: Sequence[FlowRow]) -> str:
     """The one-line total printed at the end of any session in which a flow ran."""
     t = SessionTotals.from_rows(rows)
     flows = "flow" if t.flows == 1 else "flows"
+    calls = "model call" if t.calls == 1 else "model calls"
     return (
-        f"agentflows: {t.flows} {flows}, {t.calls} model calls "
+        f"agentflows: {t.flows} {flows}, {t.calls} {calls} "
         f"({t.replayed} replayed, {t.recorded} recorded), "
-        f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {_usd(t.cost_usd)}, "
+        f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {usd_text(t.cost_usd)}, "
         f"{t.elapsed_s:.1f} s virtual"
     )
 

@@ -453,7 +453,8 @@ def _agent_table(row: FlowRow) -> str:
 def _flow_section(n: int, row: FlowRow) -> str:
     decisions = ", ".join(f"{kind} {count}" for kind, count in row.decisions.items()) or "none"
     meta = (
-        f"{row.calls} model calls ({row.replayed} replayed, {row.recorded} recorded), "
+        f"{row.calls} model call{'' if row.calls == 1 else 's'} "
+        f"({row.replayed} replayed, {row.recorded} recorded), "
         f"{row.input_tokens:,} input + {row.output_tokens:,} output tokens, {usd(row.cost_usd)}, "
         f"{seconds(row.elapsed_s)} s virtual; budget margin {budget_margin(row)}; "
         f"deadline margin {deadline_margin(row)}"
