@@ -81,6 +81,7 @@ def test_re_recording_an_unchanged_flow_leaves_structure_snapshots_unchanged(
     result = pytester.runpytest("--record-agents=all")
     result.assert_outcomes(passed=1, failed=1)  # only the test that opted into measurements churns
     result.stdout.fnmatch_lines(["*test_measured*", "*-   at: 0.5", "*+   at: 0.9"])
+    result.stdout.no_fnmatch_line("*never replayed*")  # =all rewrites the cassettes: nothing left unused
     assert _snapshot(pytester) == first
     assert cassette.read_text() != recorded  # re-recorded (and saved: the test passed)
     go_offline()

@@ -171,10 +171,11 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
     def usage(self) -> CassetteUsage:
         """What this use of the cassette replayed, recorded and pruned (read after the block ended)."""
-        unused = [] if self.pruned else self.unused_indexes()
+        rewritten = self.mode is RecordMode.ALL  # the file now holds only this run's interactions
+        unused = [] if self.pruned or rewritten else self.unused_indexes()
         return CassetteUsage(
             path=str(self._path),
-            loaded=self._loaded_count,
+            loaded=0 if rewritten else self._loaded_count,
             unused={i: _describe(self.data[i][0]) for i in unused},
             recorded=self.recorded_count if not self.discarded else 0,
             pruned=self.pruned,
