@@ -26,7 +26,9 @@ so no virtual time passes during real network I/O and timestamps equal those of 
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
+import sys
 import time
 import zlib
 from collections import deque
@@ -530,6 +532,31 @@ def _has_content_encoding(response: dict[str, Any]) -> bool:
     return any(str(name).lower() == "content-encoding" for name in headers)
 
 
+_OPTIONAL_STACKS = {"boto3": "botocore", "httplib2": "httplib2", "tornado": "tornado", "aiohttp": "aiohttp"}
+"""vcrpy patch groups for libraries that may not be installed -> the module vcrpy imports for each."""
+
+
+@functools.cache
+def _absent_patch_groups() -> tuple[str, ...]:
+    """The vcrpy patch groups whose library is not installed (looked up once per process).
+
+    vcrpy builds its patchers on every cassette activation and, for each optional HTTP library, tries to
+    import it: a library that is not installed costs a failed import (a directory scan) every time. Those
+    groups are skipped instead (vcrpy's ``skip_patchers``); an installed library is patched as before.
+    """
+    from importlib.util import find_spec
+
+    absent = []
+    for group, module in _OPTIONAL_STACKS.items():
+        try:
+            found = module in sys.modules or find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            absent.append(group)
+    return tuple(absent)
+
+
 def _vcr_mode(mode: RecordMode) -> Any:
     from vcr.record_mode import RecordMode as VcrMode
 
@@ -591,6 +618,7 @@ class Recorder:
         # ``.json`` cassettes are vcrpy's JSON format: they load several times faster than YAML.
         serializer = jsonserializer if self.path.endswith(".json") else yamlserializer
         self._cm = FlowCassette.use(
+            skip_patchers=_absent_patch_groups(),
             path=self.path,
             serializer=serializer,
             record_mode=_vcr_mode(self.mode),
