@@ -180,13 +180,15 @@ class FlowRow(BaseModel):
         return self.input_tokens + self.output_tokens
 
     @classmethod
-    def from_flow(cls, test: str, flow: Flow, outcome: Outcome = "passed") -> FlowRow:
+    def from_flow(cls, test: str, flow: Flow, outcome: Outcome = "passed", *, chart: bool = True) -> FlowRow:
         """Summarise ``flow``, the flow of test ``test``.
 
         Args:
             test: The pytest node id.
             flow: The test's flow (read only).
             outcome: The test's outcome.
+            chart: Compute the Mermaid chart now; ``False`` leaves it to :func:`build_report` (the plugin
+                builds a row for every flow test, and most sessions write no report file).
         """
         calls = flow.calls
         count = Counter(c.agent or NO_AGENT for c in calls)
@@ -218,10 +220,10 @@ class FlowRow(BaseModel):
             spans=spans,
             decisions=dict(sorted(Counter(d.kind for d in flow.decisions).items())),
         )
-        return row.with_margins()
+        return row.with_margins(chart=chart)
 
-    def with_margins(self) -> FlowRow:
-        """A copy with the budget and deadline margins and the Mermaid chart computed from the data."""
+    def with_margins(self, *, chart: bool = True) -> FlowRow:
+        """A copy with the budget and deadline margins and (``chart``) the Mermaid chart computed."""
         usd = None
         if self.budget_usd is not None and self.cost_usd is not None:
             usd = round(self.budget_usd - self.cost_usd, _USD_DIGITS)
@@ -229,7 +231,7 @@ class FlowRow(BaseModel):
         late = None if self.deadline_s is None else round(self.deadline_s - self.elapsed_s, _DIGITS)
         update = {"budget_margin_usd": usd, "budget_margin_tokens": tokens, "deadline_margin_s": late}
         row = self.model_copy(update=update)
-        return row.model_copy(update={"mermaid": mermaid_gantt(row)})
+        return row.model_copy(update={"mermaid": mermaid_gantt(row)}) if chart else row
 
 
 class SessionTotals(BaseModel):
@@ -297,7 +299,10 @@ class AgentflowsReport(BaseModel):
 
 def build_report(rows: Sequence[FlowRow]) -> AgentflowsReport:
     """The session report for ``rows`` (any order; sorted by test id, stable for repeated ids)."""
-    ordered = sorted(rows, key=lambda r: r.test)
+    ordered = [
+        r if r.mermaid else r.model_copy(update={"mermaid": mermaid_gantt(r)})
+        for r in sorted(rows, key=lambda r: r.test)
+    ]
     return AgentflowsReport(totals=SessionTotals.from_rows(ordered), rows=ordered)
 
 

@@ -237,7 +237,7 @@ def _baseline_verdict(item: pytest.Item, flow: Flow) -> None:
     from ..report import FlowBaseline, FlowRow, baseline_growths
     from ._report_render import growth_lines
 
-    now = FlowBaseline.from_row(FlowRow.from_flow(item.nodeid, flow))
+    now = FlowBaseline.from_row(FlowRow.from_flow(item.nodeid, flow, chart=False))
     growths = baseline_growths(item.nodeid, before, now, tolerance)
     if growths:
         table = "\n".join(growth_lines(growths))
@@ -548,7 +548,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     del _RUNNING[report.nodeid]
     from ..report import FlowRow
 
-    row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports))
+    row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports), chart=False)
     item.config.stash[ROWS_KEY].append(row)
     report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
 
