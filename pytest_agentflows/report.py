@@ -333,7 +333,7 @@ def summary_line(rows: Sequence[FlowRow]) -> str:
     )
 
 
-# -- cost baseline ------------------------------------------------------------------------------------
+# -- cost baseline (models without use_attribute_docstrings: it costs import time in every flow session) --
 BASELINE_SCHEMA_VERSION = 1
 """Layout version of the baseline file."""
 
@@ -344,7 +344,7 @@ METRICS = ("calls", "tokens", "cost_usd", "seconds")
 class BaselineMetrics(BaseModel):
     """What a flow, or one agent of it, used: model calls, tokens, US dollars, virtual seconds."""
 
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
 
     calls: int = 0
     """Model calls."""
@@ -359,7 +359,7 @@ class BaselineMetrics(BaseModel):
 class FlowBaseline(BaseModel):
     """The baseline of one flow test: its totals and each agent's."""
 
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
 
     flow: BaselineMetrics = Field(default_factory=BaselineMetrics)
     """Totals of the flow."""
@@ -390,7 +390,7 @@ class FlowBaseline(BaseModel):
 class Baseline(BaseModel):
     """The file of ``--agentflows-baseline=FILE``: per flow test, what it used when the file was written."""
 
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    model_config = ConfigDict()
 
     schema_version: int = BASELINE_SCHEMA_VERSION
     """Layout version (currently 1)."""
@@ -409,7 +409,7 @@ class Baseline(BaseModel):
 class Tolerance(BaseModel):
     """How much each metric may grow over the baseline before a flow fails, as a fraction (0.1 = 10%)."""
 
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
 
     calls: float = 0.1
     """Model calls."""
@@ -472,7 +472,7 @@ def _percent(text: str) -> float:
 class Growth(BaseModel):
     """One metric of a flow (or of one of its agents) that grew beyond the tolerance."""
 
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
 
     test: str
     """pytest node id."""

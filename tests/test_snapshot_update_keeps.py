@@ -46,6 +46,8 @@ def _names(pytester: pytest.Pytester) -> list[str]:
 def test_snapshot_update_keeps_the_snapshots_of_failed_and_errored_tests(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the inner session is a whole session, even when this test runs on an xdist worker (syrupy reads it)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makeini(INI)
     pytester.makepyfile(test_keep=TESTS)
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=3)
