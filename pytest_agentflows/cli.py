@@ -214,7 +214,7 @@ def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
                 tools[len(rows) - 1] = [_tool_label(t.name, t.arguments) for t in call.tool_calls]
         if n:
             print(file=out)
-        print(f"{cassette.path}: {len(cassette.interactions)} interactions", file=out)
+        print(f"{cassette.path}: {_count(len(cassette.interactions), 'interaction')}", file=out)
         header, *lines = _table(INSPECT_COLUMNS, rows, left=frozenset({1, 2, 3, 8}))
         print(f"  {header}", file=out)
         for i, line in enumerate(lines):
@@ -224,7 +224,8 @@ def _inspect(paths: Sequence[str], out: TextIO, err: TextIO) -> int:
         usage = cassette.usage
         latency = sum(c.latency_s for c in cassette.calls)
         print(
-            f"total: {len(cassette.interactions)} interactions, {len(cassette.calls)} model calls, "
+            f"total: {_count(len(cassette.interactions), 'interaction')}, "
+            f"{_count(len(cassette.calls), 'model call')}, "
             f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, {_usd(usage.cost_usd)}, "
             f"{latency:.3f} s recorded latency"
             + (
@@ -434,3 +435,8 @@ def _redact(
     if errors:
         return EXIT_ERROR
     return EXIT_CHANGES if check and changed else EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 model call"``, ``"2 model calls"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

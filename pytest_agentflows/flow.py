@@ -38,7 +38,7 @@ from .runtime.decisions import DecisionLog
 from .testing.faults import FaultPlan
 
 if TYPE_CHECKING:
-    from .cassette._recorder import Exchange
+    from .cassette._recorder import CassetteUsage, Exchange
     from .testing._transport import FlowTransport
 
 __all__ = ["Flow"]
@@ -66,6 +66,9 @@ class Flow:
         match_ignore: JSON paths of request bodies left out of matching (``"messages.*.tool_call_id"``;
             ``*`` matches any key or list index), beside the built-in normalisation: UUID-shaped strings
             numbered by first appearance, tool lists compared in any order.
+        prune_unused: With ``record="new"``, a flow that ends without failing drops from its cassette the
+            recorded interactions it never replayed (for a cassette only this flow uses: a re-recorded
+            test keeps exactly what its run used). Default ``False``: they stay (and are reported).
 
     Raises:
         UsageError: for an unknown record mode or latency mode, or a malformed ``match_ignore`` path.
@@ -86,6 +89,7 @@ class Flow:
         record_model_calls: bool = True,
         save_on_failure: bool = False,
         match_ignore: tuple[str, ...] | list[str] = (),
+        prune_unused: bool = False,
     ) -> None:
         if latency not in ("recorded", "zero"):
             raise UsageError(f"{test_id}: latency must be 'recorded' or 'zero', got {latency!r}")
@@ -123,6 +127,9 @@ class Flow:
                 raise UsageError(f"{test_id}: {exc}") from None
         self.discarded: tuple[str, int] | None = None
         """``(reason, interactions)`` when a failed recording was not saved to the cassette, else ``None``."""
+        self.prune_unused = prune_unused
+        self.cassette_usage: CassetteUsage | None = None
+        """After the flow deactivated: which recorded interactions it replayed, recorded and pruned."""
         self._simulated: Callable[[str | None], float | None] | None = None
         self._calls: list[ModelCall] = []
         self._lock = threading.Lock()
@@ -163,6 +170,7 @@ class Flow:
                     redactor=self.redactor,
                     save_on_failure=self.save_on_failure,
                     match_ignore=self.match_ignore,
+                    prune=self.prune_unused,
                 )
                 stack.callback(self._note_discarded, recorder)
                 self._cassette = stack.enter_context(recorder)
@@ -192,6 +200,8 @@ class Flow:
 
     def _note_discarded(self, recorder: Any) -> None:
         cassette = recorder.cassette
+        if cassette is not None:
+            self.cassette_usage = cassette.usage()
         if cassette is not None and cassette.discarded:
             self.discarded = (cassette.discard_reason or "failed", cassette.discarded)
 

@@ -28,13 +28,23 @@ __all__ = [
     "SCHEMA_VERSION",
     "AgentSpend",
     "AgentflowsReport",
+    "Baseline",
+    "BaselineMetrics",
+    "CassetteUse",
+    "FlowBaseline",
     "FlowRow",
+    "Growth",
     "SessionTotals",
     "Span",
+    "Tolerance",
+    "UnusedInteractions",
     "agent_order",
+    "baseline_growths",
     "build_report",
     "mermaid_gantt",
     "summary_line",
+    "unused_interactions",
+    "usd_text",
 ]
 
 SCHEMA_VERSION = 1
@@ -176,13 +186,15 @@ class FlowRow(BaseModel):
         return self.input_tokens + self.output_tokens
 
     @classmethod
-    def from_flow(cls, test: str, flow: Flow, outcome: Outcome = "passed") -> FlowRow:
+    def from_flow(cls, test: str, flow: Flow, outcome: Outcome = "passed", *, chart: bool = True) -> FlowRow:
         """Summarise ``flow``, the flow of test ``test``.
 
         Args:
             test: The pytest node id.
             flow: The test's flow (read only).
             outcome: The test's outcome.
+            chart: Compute the Mermaid chart now; ``False`` leaves it to :func:`build_report` (the plugin
+                builds a row for every flow test, and most sessions write no report file).
         """
         calls = flow.calls
         count = Counter(c.agent or NO_AGENT for c in calls)
@@ -214,10 +226,10 @@ class FlowRow(BaseModel):
             spans=spans,
             decisions=dict(sorted(Counter(d.kind for d in flow.decisions).items())),
         )
-        return row.with_margins()
+        return row.with_margins(chart=chart)
 
-    def with_margins(self) -> FlowRow:
-        """A copy with the budget and deadline margins and the Mermaid chart computed from the data."""
+    def with_margins(self, *, chart: bool = True) -> FlowRow:
+        """A copy with the budget and deadline margins and (``chart``) the Mermaid chart computed."""
         usd = None
         if self.budget_usd is not None and self.cost_usd is not None:
             usd = round(self.budget_usd - self.cost_usd, _USD_DIGITS)
@@ -225,7 +237,7 @@ class FlowRow(BaseModel):
         late = None if self.deadline_s is None else round(self.deadline_s - self.elapsed_s, _DIGITS)
         update = {"budget_margin_usd": usd, "budget_margin_tokens": tokens, "deadline_margin_s": late}
         row = self.model_copy(update=update)
-        return row.model_copy(update={"mermaid": mermaid_gantt(row)})
+        return row.model_copy(update={"mermaid": mermaid_gantt(row)}) if chart else row
 
 
 class SessionTotals(BaseModel):
@@ -293,24 +305,286 @@ class AgentflowsReport(BaseModel):
 
 def build_report(rows: Sequence[FlowRow]) -> AgentflowsReport:
     """The session report for ``rows`` (any order; sorted by test id, stable for repeated ids)."""
-    ordered = sorted(rows, key=lambda r: r.test)
+    ordered = [
+        r if r.mermaid else r.model_copy(update={"mermaid": mermaid_gantt(r)})
+        for r in sorted(rows, key=lambda r: r.test)
+    ]
     return AgentflowsReport(totals=SessionTotals.from_rows(ordered), rows=ordered)
 
 
-def _usd(value: float | None) -> str:
-    return "$?" if value is None else f"${value:.4f}"
+def usd_text(value: float | None) -> str:
+    """US dollars for the summary line: ``$0.0184``; below a cent six decimals (``$0.000014``), so a small
+    spend never reads as ``$0.0000``; ``$0.00`` for nothing, ``$?`` when a price is unknown."""
+    if value is None:
+        return "$?"
+    if value == 0:
+        return "$0.00"
+    if abs(value) < 0.000001:
+        return "<$0.000001" if value > 0 else f"${value:.6f}"
+    if abs(value) < 0.01:
+        return f"${value:.6f}"
+    return f"${value:.4f}"
 
 
 def summary_line(rows: Sequence[FlowRow]) -> str:
     """The one-line total printed at the end of any session in which a flow ran."""
     t = SessionTotals.from_rows(rows)
     flows = "flow" if t.flows == 1 else "flows"
+    calls = "model call" if t.calls == 1 else "model calls"
     return (
-        f"agentflows: {t.flows} {flows}, {t.calls} model calls "
+        f"agentflows: {t.flows} {flows}, {t.calls} {calls} "
         f"({t.replayed} replayed, {t.recorded} recorded), "
-        f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {_usd(t.cost_usd)}, "
+        f"{t.input_tokens:,} input + {t.output_tokens:,} output tokens, {usd_text(t.cost_usd)}, "
         f"{t.elapsed_s:.1f} s virtual"
     )
+
+
+# -- cost baseline (models without use_attribute_docstrings: it costs import time in every flow session) --
+BASELINE_SCHEMA_VERSION = 1
+"""Layout version of the baseline file."""
+
+METRICS = ("calls", "tokens", "cost_usd", "seconds")
+"""The measurements a baseline keeps, per flow and per agent."""
+
+
+class BaselineMetrics(BaseModel):
+    """What a flow, or one agent of it, used: model calls, tokens, US dollars, virtual seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = 0
+    """Model calls."""
+    tokens: int = 0
+    """Billed input + output tokens."""
+    cost_usd: float | None = 0.0
+    """US dollars (genai-prices); ``None`` when a model has no known price (then not compared)."""
+    seconds: float = 0.0
+    """Virtual seconds: the flow's elapsed time; for an agent, the sum of its calls' latencies."""
+
+
+class FlowBaseline(BaseModel):
+    """The baseline of one flow test: its totals and each agent's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flow: BaselineMetrics = Field(default_factory=BaselineMetrics)
+    """Totals of the flow."""
+    agents: dict[str, BaselineMetrics] = Field(default_factory=dict)
+    """Per agent (``"(no agent)"`` for calls outside any agent scope), sorted by name."""
+
+    @classmethod
+    def from_row(cls, row: FlowRow) -> FlowBaseline:
+        """The baseline entry of a report row."""
+        latency: dict[str, float] = {}
+        for span in row.spans:
+            latency[span.agent] = latency.get(span.agent, 0.0) + span.latency_s
+        agents = {
+            a.agent: BaselineMetrics(
+                calls=a.calls,
+                tokens=a.input_tokens + a.output_tokens,
+                cost_usd=a.cost_usd,
+                seconds=round(latency.get(a.agent, 0.0), _DIGITS),
+            )
+            for a in sorted(row.agents, key=lambda a: a.agent)
+        }
+        total = BaselineMetrics(
+            calls=row.calls, tokens=row.total_tokens, cost_usd=row.cost_usd, seconds=row.elapsed_s
+        )
+        return cls(flow=total, agents=agents)
+
+
+class Baseline(BaseModel):
+    """The file of ``--agentflows-baseline=FILE``: per flow test, what it used when the file was written."""
+
+    model_config = ConfigDict()
+
+    schema_version: int = BASELINE_SCHEMA_VERSION
+    """Layout version (currently 1)."""
+    flows: dict[str, FlowBaseline] = Field(default_factory=dict)
+    """By pytest node id, sorted."""
+
+    def updated(self, rows: Iterable[FlowRow]) -> Baseline:
+        """A copy with the entries of ``rows`` that passed replaced or added; other entries are kept."""
+        flows = dict(self.flows)
+        for row in rows:
+            if row.outcome == "passed":
+                flows[row.test] = FlowBaseline.from_row(row)
+        return Baseline(flows=dict(sorted(flows.items())))
+
+
+class Tolerance(BaseModel):
+    """How much each metric may grow over the baseline before a flow fails, as a fraction (0.1 = 10%)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: float = 0.1
+    """Model calls."""
+    tokens: float = 0.1
+    """Tokens."""
+    cost_usd: float = 0.1
+    """US dollars."""
+    seconds: float = 0.1
+    """Virtual seconds."""
+
+    @classmethod
+    def parse(cls, text: str) -> Tolerance:
+        """Read ini ``agentflows_baseline_tolerance``: ``"10%"`` for every metric, or per metric.
+
+        Per metric: ``"tokens=5%, usd=10%, calls=0%, seconds=20%"``; a bare percentage in the list sets
+        the others (default 10%). Metric names: ``calls``, ``tokens``, ``usd`` (or ``cost_usd``),
+        ``seconds``.
+
+        Raises:
+            ValueError: for an unknown metric or a value that is not a percentage >= 0, naming it.
+        """
+        default = 0.1
+        values: dict[str, float] = {}
+        for part in (p.strip() for p in text.replace("\n", ",").split(",")):
+            if not part:
+                continue
+            name, eq, value = part.rpartition("=")
+            fraction = _percent(value)
+            if not eq:
+                default = fraction
+                continue
+            key = {"usd": "cost_usd"}.get(name.strip().lower(), name.strip().lower())
+            if key not in METRICS:
+                raise ValueError(f"unknown metric {name.strip()!r} (valid: calls, tokens, usd, seconds)")
+            values[key] = fraction
+        return cls(**{m: values.get(m, default) for m in METRICS})
+
+    def describe(self) -> str:
+        """``"10%"`` when all metrics share one value, else ``"calls 0%, tokens 5%, ..."``."""
+        shown = {m: f"{getattr(self, m) * 100:g}%" for m in METRICS}
+        if len(set(shown.values())) == 1:
+            return shown["calls"]
+        return ", ".join(f"{_METRIC_NAMES[m]} {v}" for m, v in shown.items())
+
+
+_METRIC_NAMES = {"calls": "calls", "tokens": "tokens", "cost_usd": "USD", "seconds": "virtual s"}
+
+
+def _percent(text: str) -> float:
+    raw = text.strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a percentage (write e.g. 10%)") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{text.strip()!r} must be a percentage >= 0")
+    return value / 100
+
+
+class Growth(BaseModel):
+    """One metric of a flow (or of one of its agents) that grew beyond the tolerance."""
+
+    model_config = ConfigDict(frozen=True)
+
+    test: str
+    """pytest node id."""
+    agent: str | None
+    """The agent, or ``None`` for the flow's totals."""
+    metric: str
+    """``calls``, ``tokens``, ``cost_usd`` or ``seconds``."""
+    baseline: float
+    """The value in the baseline file (0 for an agent the baseline does not have)."""
+    now: float
+    """The value in this run."""
+
+    @property
+    def change(self) -> float | None:
+        """``now / baseline - 1`` (1.0 = +100%); ``None`` when the baseline value is 0."""
+        return None if not self.baseline else self.now / self.baseline - 1
+
+
+def baseline_growths(
+    test: str, baseline: FlowBaseline, now: FlowBaseline, tolerance: Tolerance
+) -> list[Growth]:
+    """The metrics of ``now`` that exceed ``baseline`` by more than ``tolerance``: flow totals, then agents.
+
+    An agent the baseline does not know counts from 0 (any use is growth); an unknown price is not
+    compared. Shrinking is never a failure.
+    """
+    out: list[Growth] = []
+    scopes: list[tuple[str | None, BaselineMetrics, BaselineMetrics]] = [(None, baseline.flow, now.flow)]
+    for name in sorted(now.agents):
+        scopes.append((name, baseline.agents.get(name, BaselineMetrics()), now.agents[name]))
+    for agent, old, new in scopes:
+        for metric in METRICS:
+            before, after = getattr(old, metric), getattr(new, metric)
+            if before is None or after is None:
+                continue
+            limit = before * (1 + getattr(tolerance, metric))
+            if after > limit + 1e-12 and after > before:
+                out.append(Growth(test=test, agent=agent, metric=metric, baseline=before, now=after))
+    return out
+
+
+# -- unused recorded interactions ---------------------------------------------------------------------
+class CassetteUse(BaseModel):
+    """How one flow test used its cassette (sent from pytest-xdist workers as JSON)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    """The cassette file."""
+    loaded: int
+    """Interactions in the file when the flow started."""
+    unused: dict[int, str] = Field(default_factory=dict)
+    """Loaded interactions the flow never replayed: position in the file -> ``"METHOD URL"``."""
+    recorded: int = 0
+    """Interactions the flow recorded and saved."""
+    pruned: int = 0
+    """Loaded interactions dropped from the file because the flow no longer used them."""
+    complete: bool = True
+    """The test passed: what it did not use, it does not need (a failed test's use is not judged)."""
+
+
+class UnusedInteractions(BaseModel):
+    """The interactions of one cassette that no flow of the session replayed, or that were pruned."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    """The cassette file."""
+    interactions: int
+    """Interactions in the file."""
+    unused: dict[int, str] = Field(default_factory=dict)
+    """Position in the file -> ``"METHOD URL"`` of each interaction no flow replayed."""
+    pruned: int = 0
+    """Interactions dropped from the file in this session (``--record-agents`` on a test's own cassette)."""
+
+
+def unused_interactions(uses: Iterable[CassetteUse]) -> list[UnusedInteractions]:
+    """Per cassette, the recorded interactions that no flow test of the session replayed (sorted by path).
+
+    A cassette is judged only when every test that used it passed. Several tests sharing one cassette
+    count together: an interaction is unused when none of them replayed it. A cassette whose file
+    changed positions during the session (pruned) reports what was pruned instead.
+    """
+    by_path: dict[str, list[CassetteUse]] = {}
+    for use in uses:
+        by_path.setdefault(use.path, []).append(use)
+    out = []
+    for path in sorted(by_path):
+        group = by_path[path]
+        pruned = sum(u.pruned for u in group)
+        if pruned:
+            out.append(
+                UnusedInteractions(path=path, interactions=max(u.loaded for u in group), pruned=pruned)
+            )
+            continue
+        if not all(u.complete for u in group):
+            continue
+        used: set[int] = set()
+        for use in group:
+            used.update(i for i in range(use.loaded) if i not in use.unused)
+            used.update(range(use.loaded, use.loaded + use.recorded))  # saved after the loaded ones
+        unused = {i: d for use in group for i, d in use.unused.items() if i not in used}
+        if unused:
+            total = max(u.loaded + u.recorded for u in group)
+            out.append(UnusedInteractions(path=path, interactions=total, unused=dict(sorted(unused.items()))))
+    return out
 
 
 # -- Mermaid -------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_inspect_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     assert f"cannot read cassette {bad}" in captured.err and "invalid YAML" in captured.err
     assert f"cannot read cassette {tmp_path / 'missing.yaml'}: cannot open the file" in captured.err
-    assert f"{good}: 1 interactions" in captured.out  # the readable one is still shown
+    assert f"{good}: 1 interaction\n" in captured.out  # the readable one is still shown
 
 
 # -- redact: planted secrets ---------------------------------------------------------------------------

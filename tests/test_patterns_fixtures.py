@@ -205,4 +205,4 @@ def test_decision_snapshots_are_written_once_and_stable(project: pytest.Pytester
     project.makepyfile(test_pf_snap=SNAPSHOTS.replace("timeout=10", "timeout=20"))
     result = project.runpytest()
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*kind: agent_timeout*"])
+    result.stdout.fnmatch_lines(["*-   timeout: 10.0", "*+   timeout: 20.0"])

@@ -296,7 +296,8 @@ def test_help_and_markers(project: pytest.Pytester) -> None:
     project.runpytest("--help").stdout.fnmatch_lines(["*--record-agents=*none,new,all*"])
     project.runpytest("--markers").stdout.fnmatch_lines(
         [
-            "@pytest.mark.agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, match_ignore=())*",
+            "@pytest.mark.agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, "
+            "match_ignore=(), snapshot_measurements=None)*",
             "@pytest.mark.agent_budget(usd=None, tokens=None)*",
             "@pytest.mark.agent_deadline(seconds)*",
         ]

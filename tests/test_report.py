@@ -24,7 +24,7 @@ from vcr.serializers import yamlserializer
 from pytest_agentflows import load_cassette
 from pytest_agentflows.model_server import LocalModelServer
 from pytest_agentflows.plugin._report_render import usd
-from pytest_agentflows.report import AgentflowsReport, FlowRow, Span, build_report, mermaid_gantt
+from pytest_agentflows.report import AgentflowsReport, FlowRow, Span, build_report, mermaid_gantt, usd_text
 
 pytest_plugins = ["pytester"]
 
@@ -132,7 +132,7 @@ def _summary(recorded: Path) -> str:
     cost = sum(v[2] or 0.0 for v in expected.values())
     return (
         f"agentflows: 2 flows, 4 model calls (4 replayed, 0 recorded), {tin:,} input + {tout:,} output tokens, "
-        f"${cost:.4f}, 8.5 s virtual"
+        f"{usd_text(cost)}, 8.5 s virtual"
     )
 
 

@@ -173,8 +173,10 @@ def test_circuit_transitions_snapshot(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_breaker="""
         import openai
+        import pytest
         from pytest_agentflows import CircuitBreaker, CircuitOpenError
 
+        @pytest.mark.agentflow(snapshot_measurements=True)  # the transitions' virtual times are the point
         def test_breaker(agentflow, scripted_model, decision_snapshot):
             agentflow.faults.status("billing", 500, times=3)
             scripted_model.openai(agent="billing").reply("refund issued", latency=1.0).reply("done", latency=1.0)

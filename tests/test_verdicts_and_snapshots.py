@@ -145,8 +145,8 @@ def test_decision_snapshot_written_then_diffed(
     assert [p.name for p in snapshots] == ["test_snap.agentflows"]  # one file per module
     text = snapshots[0].read_text()
     assert "# name: test_flow" in text and "# name: test_other" in text
-    assert "chosen: billing" in text and "cost_usd: 0.000123" in text
-    assert "kind: model_call" in text and "agent: router" in text
+    assert "chosen: billing" in text and "kind: model_call" in text and "agent: router" in text
+    assert "cost_usd" not in text and "at:" not in text  # measurements are left out by default
     go_offline()
     pytester.runpytest().assert_outcomes(passed=2)  # replay reproduces the snapshot exactly
 

@@ -364,10 +364,16 @@ def nearest_diff(key: RequestKey, recorded: Iterable[RequestKey], *, max_lines: 
     old, new = _pretty(best[2]), _pretty(key[2])
     header = [] if best[1] == key[1] else [f"(nearest recorded request: {best[0]} {best[1]})"]
     diff = list(difflib.unified_diff(old, new, "recorded", "sent", n=2, lineterm=""))
-    if not diff:
+    if not diff and best[:2] == key[:2]:
         diff = [
             "(bodies are identical: every recorded response to this request was already used;"
             " the flow made this request more often than when it was recorded)"
+        ]
+    elif not diff:
+        diff = [
+            f"(bodies are identical; only the method or URL differs: sent {key[0]} {key[1]}, recorded "
+            f"{best[0]} {best[1]}. If the host changed, point the client at the recorded one (e.g. "
+            "OPENAI_BASE_URL, ANTHROPIC_BASE_URL), or re-record with --record-agents)"
         ]
     if len(diff) > max_lines:
         diff = [*diff[:max_lines], f"... ({len(diff) - max_lines} more diff lines)"]

@@ -26,7 +26,9 @@ so no virtual time passes during real network I/O and timestamps equal those of 
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
+import sys
 import time
 import zlib
 from collections import deque
@@ -108,11 +110,16 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         agentflows_redactor: Redactor | None = None,
         agentflows_clock_now: Callable[[], float] = lambda: 0.0,
         agentflows_match_ignore: tuple[tuple[str, ...], ...] = (),
+        agentflows_prune: bool = False,
         **kwargs: Any,
     ) -> None:
         self.mode = agentflows_mode
         self.ignore_paths = agentflows_match_ignore
         """Parsed ``match_ignore`` JSON paths left out of request bodies for matching."""
+        self.prune = agentflows_prune and agentflows_mode is RecordMode.NEW
+        """Drop, when saving, the loaded interactions this use never replayed (``new`` mode, own file)."""
+        self.pruned = 0
+        """Interactions dropped by the last save because this use never replayed them."""
         self.test_id = agentflows_test
         self.listener = agentflows_listener
         self.redactor = agentflows_redactor or Redactor()
@@ -144,11 +151,18 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
         vcrpy saves before it undoes its patches; an exception escaping here would leave them installed.
         """
-        if not (force or self.dirty):
-            return
         if self.discard_reason is not None:
-            self.discarded = self.recorded_count
+            if force or self.dirty:
+                self.discarded = self.recorded_count
             return
+        unused = self.unused_indexes() if self.prune else []
+        if not (force or self.dirty or unused):
+            return
+        kept = list(self.data) if unused else None
+        if kept is not None:
+            dropped = set(unused)
+            self.data[:] = [pair for i, pair in enumerate(kept) if i not in dropped]
+            force = True
         persister = self._persister
         if isinstance(persister, GuardedPersister):
             persister.recorded = self.recorded_count
@@ -156,6 +170,29 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             super()._save(force=force)
         except BaseException as exc:  # CassetteConflictError, OSError, KeyboardInterrupt during the write
             self.save_error = exc
+        else:
+            self.pruned = len(unused)
+        finally:
+            if kept is not None:
+                self.data[:] = kept  # positions stay those of the file as loaded (see usage())
+
+    # -- usage -------------------------------------------------------------------------------------------
+    def unused_indexes(self) -> list[int]:
+        """Positions (in the file as loaded) of the interactions this use of the cassette never replayed."""
+        counts = self.play_counts
+        return [i for i in range(self._loaded_count) if not counts[i]]
+
+    def usage(self) -> CassetteUsage:
+        """What this use of the cassette replayed, recorded and pruned (read after the block ended)."""
+        rewritten = self.mode is RecordMode.ALL  # the file now holds only this run's interactions
+        unused = [] if self.pruned or rewritten else self.unused_indexes()
+        return CassetteUsage(
+            path=str(self._path),
+            loaded=0 if rewritten else self._loaded_count,
+            unused={i: _describe(self.data[i][0]) for i in unused},
+            recorded=self.recorded_count if not self.discarded else 0,
+            pruned=self.pruned,
+        )
 
     # -- index -------------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -481,6 +518,26 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
+class CassetteUsage:
+    """How one use of a cassette (one flow) used its recorded interactions."""
+
+    path: str
+    """The cassette file."""
+    loaded: int
+    """Interactions in the file when the flow started."""
+    unused: dict[int, str]
+    """Loaded interactions the flow never replayed: position in the file -> ``"METHOD URL"``."""
+    recorded: int = 0
+    """Interactions recorded (and saved) by the flow."""
+    pruned: int = 0
+    """Loaded interactions dropped from the file because the flow no longer used them."""
+
+
+def _describe(request: Any) -> str:
+    return f"{getattr(request, 'method', '?')} {getattr(request, 'uri', '?')}"
+
+
+@dataclass(frozen=True)
 class _LiveRequest:
     """What :meth:`FlowCassette._key` reads of a live request (as a ``vcr.request.Request`` offers it)."""
 
@@ -592,6 +649,31 @@ def _has_content_encoding(response: dict[str, Any]) -> bool:
     return any(str(name).lower() == "content-encoding" for name in headers)
 
 
+_OPTIONAL_STACKS = {"boto3": "botocore", "httplib2": "httplib2", "tornado": "tornado", "aiohttp": "aiohttp"}
+"""vcrpy patch groups for libraries that may not be installed -> the module vcrpy imports for each."""
+
+
+@functools.cache
+def _absent_patch_groups() -> tuple[str, ...]:
+    """The vcrpy patch groups whose library is not installed (looked up once per process).
+
+    vcrpy builds its patchers on every cassette activation and, for each optional HTTP library, tries to
+    import it: a library that is not installed costs a failed import (a directory scan) every time. Those
+    groups are skipped instead (vcrpy's ``skip_patchers``); an installed library is patched as before.
+    """
+    from importlib.util import find_spec
+
+    absent = []
+    for group, module in _OPTIONAL_STACKS.items():
+        try:
+            found = module in sys.modules or find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            absent.append(group)
+    return tuple(absent)
+
+
 def _vcr_mode(mode: RecordMode) -> Any:
     from vcr.record_mode import RecordMode as VcrMode
 
@@ -614,6 +696,8 @@ class Recorder:
         save_on_failure: Save the recording even when the block raises.
         match_ignore: JSON paths (``"messages.*.tool_call_id"``, ``*`` for any key or index) left out of
             request bodies when matching, beside the built-in normalisation (UUIDs, tool list order).
+        prune: In ``new`` mode, when the block ends without error, drop from the file the loaded
+            interactions it never replayed (a re-recorded test keeps only what its run used).
 
     When the block raises (or ``cassette.discard_reason`` is set), nothing is written: the file keeps its
     previous content (``cassette.discarded`` counts the interactions not saved).
@@ -633,6 +717,8 @@ class Recorder:
     """Save what was recorded even when the block raises (default: keep the file as it was)."""
     match_ignore: tuple[str, ...] = ()
     """JSON paths left out of request bodies when matching (see :func:`~._keys.parse_path`)."""
+    prune: bool = False
+    """In ``new`` mode, drop the loaded interactions the block never replayed when saving (its own file)."""
     cassette: FlowCassette | None = None
     _cm: Any = None
     _undo: list[Callable[[], None]] = field(default_factory=list)
@@ -651,6 +737,7 @@ class Recorder:
         # ``.json`` cassettes are vcrpy's JSON format: they load several times faster than YAML.
         serializer = jsonserializer if self.path.endswith(".json") else yamlserializer
         self._cm = FlowCassette.use(
+            skip_patchers=_absent_patch_groups(),
             path=self.path,
             serializer=serializer,
             record_mode=_vcr_mode(self.mode),
@@ -664,6 +751,7 @@ class Recorder:
             agentflows_redactor=redactor,
             agentflows_clock_now=self.clock.now,
             agentflows_match_ignore=tuple(parse_path(path) for path in self.match_ignore),
+            agentflows_prune=self.prune,
         )
         self.cassette = self._cm.__enter__()
         # --record-agents=all on a cassette an earlier test of this session rewrote: merge into it

@@ -163,6 +163,13 @@ class RedactionReport:
         self.url_credentials += other.url_credentials
 
 
+_Patterns = tuple[tuple[str, str, bool], ...]
+"""Text patterns of a redactor: ``(form, replacement, from the environment)``, longest first."""
+_ENV_CACHE: dict[str, tuple[dict[Any, Any], tuple[tuple[str, str], ...], _Patterns]] = {}
+"""The last ``os.environ`` a redactor read: its raw copy, secret variables and text patterns (immutable,
+shared by the redactors built while it holds; a redactor replaces, never mutates, what it took)."""
+
+
 @dataclass
 class Redactor:
     """Scrubs secrets from vcrpy requests and response dicts.
@@ -193,10 +200,20 @@ class Redactor:
         self._lock = threading.Lock()
         self._known: frozenset[str] = frozenset()  # learned values
         raw = getattr(os.environ, "_data", None) if self.environ is None else None
-        self._raw_env: dict[Any, Any] | None = dict(raw) if raw is not None else None
+        self._raw_env: dict[Any, Any] | None
+        self._env: tuple[tuple[str, str], ...]
+        self._patterns: _Patterns
+        cached = _ENV_CACHE.get("os.environ") if raw is not None else None
+        if cached is not None and cached[0] == raw:
+            # one read of os.environ per process while it does not change (a redactor per flow test)
+            self._raw_env, self._env, self._patterns = cached
+            return
+        self._raw_env = dict(raw) if raw is not None else None
         self._env = env_secrets(self.environ)
-        self._patterns: tuple[tuple[str, str, bool], ...] = ()  # (form, replacement, from env)
+        self._patterns = ()
         self._rebuild()
+        if raw is not None and self._raw_env is not None:
+            _ENV_CACHE["os.environ"] = (self._raw_env, self._env, self._patterns)
 
     def _rebuild(self) -> None:
         """Recompute the text patterns (copy on write: scrubbing threads keep the tuple they read)."""

@@ -9,15 +9,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..report import FlowRow, Outcome
+    from ..report import Baseline, CassetteUse, FlowRow, Growth, Outcome, Tolerance, UnusedInteractions
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
@@ -32,16 +34,24 @@ CALL_KEY = pytest.StashKey[str]()
 """How the call phase of a flow test ended: ``"passed"`` or why not (read by the fixture's teardown)."""
 DISCARDED_KEY = pytest.StashKey[list[str]]()
 """One line per failed test whose recording was not saved (printed in the terminal summary)."""
+CASSETTES_KEY = pytest.StashKey[list["CassetteUse"]]()
+"""How each flow test used its cassette (for the unused-interactions report)."""
+UNUSED_KEY = pytest.StashKey[list["UnusedInteractions"]]()
+BASELINE_KEY = pytest.StashKey[tuple[Path, "Baseline", "Tolerance"]]()
+"""``--agentflows-baseline``: the file, what it holds (empty when being written) and the tolerance."""
+BASELINE_LINES_KEY = pytest.StashKey[list[tuple[str, bool]]]()
 WORKER_DISCARDED = "agentflows_discarded"
+WORKER_CASSETTES = "agentflows_cassettes"
 WORKER_ROWS = "agentflows_rows"
 """Key of ``config.workeroutput`` under which pytest-xdist workers send their rows (JSON strings)."""
 
 MARKERS = (
-    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, match_ignore=()): "
-    "per-test cassette file name, record mode override ('none', 'new', 'all'), latency replay ('recorded' "
-    "or 'zero'), whether a failing test's recording is saved anyway (default: ini "
-    "agentflows_save_on_failure, false) and JSON paths of request bodies left out of matching "
-    "(e.g. ['messages.*.tool_call_id']).",
+    "agentflow(cassette=None, record=None, latency='recorded', save_on_failure=None, match_ignore=(), "
+    "snapshot_measurements=None): per-test cassette file name, record mode override ('none', 'new', 'all'), "
+    "latency replay ('recorded' or 'zero'), whether a failing test's recording is saved anyway (default: ini "
+    "agentflows_save_on_failure, false), JSON paths of request bodies left out of matching (e.g. "
+    "['messages.*.tool_call_id']) and whether decision snapshots keep virtual times, latencies, tokens "
+    "and USD (default: ini agentflows_snapshot_measurements, false).",
     "agent_budget(usd=None, tokens=None): caps of the flow's BudgetPool (US dollars from genai-prices; "
     "input + output tokens); the test fails when the flow spends more, with spend per agent.",
     "agent_deadline(seconds): the test fails when the flow's virtual elapsed time exceeds seconds.",
@@ -89,6 +99,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="agentflows_html",
         help="write the flow report as one self-contained HTML page with a timeline per flow to PATH.",
     )
+    group.addoption(
+        "--agentflows-baseline",
+        action="store",
+        default=None,
+        metavar="FILE",
+        dest="agentflows_baseline",
+        help="compare each flow's calls, tokens, USD and virtual seconds (in total and per agent) with FILE "
+        "and fail the flows that grew beyond ini agentflows_baseline_tolerance (default 10%%).",
+    )
+    group.addoption(
+        "--agentflows-baseline-update",
+        action="store_true",
+        default=False,
+        dest="agentflows_baseline_update",
+        help="write the passing flows' figures into the --agentflows-baseline FILE instead of comparing "
+        "(entries of flows that did not run are kept).",
+    )
+    parser.addini(
+        "agentflows_baseline_tolerance",
+        "how much a flow may grow over --agentflows-baseline before it fails: '10%' (default) for every "
+        "metric, or per metric, e.g. 'calls=0%, tokens=10%, usd=10%, seconds=20%'",
+        default="10%",
+    )
     parser.addini(
         "agentflows_cassette_dir",
         "directory holding cassettes as <dir>/<module>/<test>.yaml (default: cassettes/ beside each module)",
@@ -103,6 +136,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "agentflows_save_on_failure",
         "save what a failing (or interrupted) test recorded; default false: its cassette stays as it was",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "agentflows_unused_interactions",
+        "recorded interactions no test replayed: 'report' (default: a summary line per cassette), 'fail' "
+        "(the run fails, as syrupy's unused-snapshot check) or 'ignore'",
+        default="report",
+    )
+    parser.addini(
+        "agentflows_snapshot_measurements",
+        "decision snapshots keep measurements (virtual times 'at', latencies, tokens, USD); default false: "
+        "only the structure (kinds, order, agents, routes, verdicts, failures), so re-recording does not "
+        "churn snapshots",
         type="bool",
         default=False,
     )
@@ -151,9 +198,91 @@ def pytest_configure(config: pytest.Config) -> None:
     from ..cassette._telemetry import telemetry_guard
 
     telemetry_guard.add_urls(config.getini("agentflows_telemetry_urls"))
+    unused = str(config.getini("agentflows_unused_interactions")).strip().lower()
+    if unused not in _UNUSED_MODES:
+        raise pytest.UsageError(
+            f"ini agentflows_unused_interactions = {unused!r} is not a mode. "
+            f"Fix: set it to one of {', '.join(_UNUSED_MODES)}."
+        )
     config.stash[ROWS_KEY] = []
     config.stash[DISCARDED_KEY] = []
+    config.stash[CASSETTES_KEY] = []
+    if config.getoption("agentflows_baseline", None):
+        _load_baseline(config)
+    elif config.getoption("agentflows_baseline_update", False):
+        raise pytest.UsageError(
+            "--agentflows-baseline-update needs the file to write: add --agentflows-baseline=FILE "
+            "(e.g. --agentflows-baseline=agentflows-baseline.json)."
+        )
+    config.pluginmanager.register(_SnapshotKeeper(config), "agentflows-snapshot-keeper")
     _quiet_looptime_plugin(config)
+
+
+_UNUSED_MODES = ("report", "fail", "ignore")
+
+
+def _load_baseline(config: pytest.Config) -> None:
+    """Read ``--agentflows-baseline`` and the tolerance once per session (each xdist worker reads its own).
+
+    Raises:
+        pytest.UsageError: a bad tolerance, or (when comparing) a baseline file that is missing or unreadable.
+    """
+    from pydantic import ValidationError
+
+    from ..report import Baseline, Tolerance
+
+    path = config.invocation_params.dir / config.getoption("agentflows_baseline")
+    raw = str(config.getini("agentflows_baseline_tolerance"))
+    try:
+        tolerance = Tolerance.parse(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(
+            f"ini agentflows_baseline_tolerance = {raw!r}: {exc}. Fix: e.g. 10% or 'tokens=5%, usd=10%'."
+        ) from None
+    update = config.getoption("agentflows_baseline_update", False)
+    baseline = Baseline()
+    try:
+        baseline = Baseline.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        if not update:
+            raise pytest.UsageError(
+                f"--agentflows-baseline: {path} does not exist. Fix: write it once with "
+                f"pytest --agentflows-baseline={config.getoption('agentflows_baseline')} "
+                "--agentflows-baseline-update, and commit it."
+            ) from None
+    except (OSError, ValidationError, ValueError) as exc:
+        if not update:
+            first = str(exc).splitlines()[0]
+            raise pytest.UsageError(
+                f"--agentflows-baseline: cannot read {path}: {first}. Fix: write it again with "
+                "--agentflows-baseline-update."
+            ) from None
+    config.stash[BASELINE_KEY] = (path, baseline, tolerance)
+
+
+def _baseline_verdict(item: pytest.Item, flow: Flow) -> None:
+    """Fail the flow when it grew beyond the baseline's tolerance (not while the baseline is written)."""
+    loaded = item.config.stash.get(BASELINE_KEY, None)
+    if loaded is None or item.config.getoption("agentflows_baseline_update", False):
+        return
+    path, baseline, tolerance = loaded
+    before = baseline.flows.get(item.nodeid)
+    if before is None:
+        return
+    from ..report import FlowBaseline, FlowRow, baseline_growths
+    from ._report_render import growth_lines
+
+    now = FlowBaseline.from_row(FlowRow.from_flow(item.nodeid, flow, chart=False))
+    growths = baseline_growths(item.nodeid, before, now, tolerance)
+    if growths:
+        table = "\n".join(growth_lines(growths))
+        option = item.config.getoption("agentflows_baseline")
+        pytest.fail(
+            f"agentflows baseline: {item.nodeid} grew beyond the tolerance ({tolerance.describe()}) of "
+            f"{path}:\n{table}\nFix: if the growth is intended, update the baseline with pytest "
+            f"--agentflows-baseline={option} --agentflows-baseline-update and commit it.",
+            pytrace=False,
+        )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -194,6 +323,8 @@ def _quiet_looptime_plugin(config: pytest.Config) -> None:
 
 
 _MARKER_NAMES = frozenset(("agentflow", "agent_budget", "agent_deadline", "agent_faults"))
+SNAPSHOT_TESTS_KEY = pytest.StashKey[set[str]]()
+"""Node ids of the selected tests that request ``decision_snapshot`` (see :class:`_SnapshotKeeper`)."""
 
 
 @pytest.hookimpl(trylast=True)
@@ -206,6 +337,9 @@ def pytest_collection_modifyitems(
     over its markers (nothing is imported).
     """
     bad: dict[str, str] = {}
+    config.stash[SNAPSHOT_TESTS_KEY] = {
+        item.nodeid for item in items if "decision_snapshot" in getattr(item, "fixturenames", ())
+    }
     for item in items:
         if not any(m.name in _MARKER_NAMES for m in item.iter_markers()):
             continue
@@ -247,12 +381,14 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         test_id=item.nodeid,
         save_on_failure=options.save_on_failure,
         match_ignore=options.match_ignore,
+        prune_unused=options.prune_unused,
     )
     _add_marker_faults(item, flow)
     item.stash[FLOW_KEY] = flow
     _RUNNING[item.nodeid] = (item, flow)
     _attach_loop_first(item, flow)
     unsaved: CassetteError | None = None
+    ended = "did not run to the end"
     try:
         with contextlib.ExitStack() as stack:
             unreadable = None
@@ -276,6 +412,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         unsaved = CassetteSaveError(
             flow.cassette_path or "", "", f"writing the file failed ({type(exc).__name__}: {exc})"
         )
+    _note_cassette_use(item.config, flow, complete=ended == "passed" and unsaved is None)
     if flow.recorded_interactions:
         _snapshots_follow_cassette(item, saved=unsaved is None and flow.discarded is None)
     if unsaved is not None:
@@ -326,6 +463,24 @@ def _snapshots_follow_cassette(item: pytest.Item, *, saved: bool) -> None:
         else:
             for key in mine:
                 del entries[key]
+
+
+def _note_cassette_use(config: pytest.Config, flow: Flow, *, complete: bool) -> None:
+    usage = flow.cassette_usage
+    if usage is None or not (usage.loaded or usage.recorded or usage.pruned):
+        return
+    from ..report import CassetteUse
+
+    config.stash[CASSETTES_KEY].append(
+        CassetteUse(
+            path=usage.path,
+            loaded=usage.loaded,
+            unused=usage.unused,
+            recorded=usage.recorded,
+            pruned=usage.pruned,
+            complete=complete,
+        )
+    )
 
 
 def _discard_line(nodeid: str, flow: Flow, reason: str, count: int) -> str:
@@ -394,14 +549,22 @@ def _attach_loop_first(item: pytest.Item, flow: Flow) -> None:
 
 
 @pytest.fixture
-def decision_snapshot(snapshot: Any) -> Any:
+def decision_snapshot(snapshot: Any, request: pytest.FixtureRequest) -> Any:
     """syrupy's ``snapshot`` with the decision-log extension.
 
-    Use as ``assert agentflow.decisions == decision_snapshot``.
+    Use as ``assert agentflow.decisions == decision_snapshot``. Measurements (virtual times, latencies,
+    tokens, USD) stay out of the snapshot unless ini ``agentflows_snapshot_measurements = true`` or
+    ``@pytest.mark.agentflow(snapshot_measurements=True)`` asks for them.
     """
-    from .snapshot import DecisionLogExtension
+    from ..errors import UsageError
+    from ._options import snapshot_measurements
+    from .snapshot import DecisionLogExtension, MeasuredDecisionLogExtension
 
-    return snapshot.use_extension(DecisionLogExtension)
+    try:
+        measured = snapshot_measurements(request.node)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return snapshot.use_extension(MeasuredDecisionLogExtension if measured else DecisionLogExtension)
 
 
 @pytest.fixture
@@ -483,6 +646,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
             if unhandled:
                 _fail_swallowed(unhandled)
             _verdicts(item, flow)
+            _baseline_verdict(item, flow)
     except BaseException as exc:
         if FLOW_KEY in item.stash:
             item.stash[CALL_KEY] = _call_ended(exc)
@@ -610,9 +774,36 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     del _RUNNING[report.nodeid]
     from ..report import FlowRow
 
-    row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports))
+    row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports), chart=False)
     item.config.stash[ROWS_KEY].append(row)
     report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
+
+
+class _SnapshotKeeper:
+    """A decision-snapshot test that failed or errored keeps its snapshots under ``--snapshot-update``.
+
+    syrupy deletes, as unused, every snapshot of a selected test that the run did not assert, so a test
+    that failed before its assertion (an unrecorded request, a broken fixture) would lose its snapshot.
+    syrupy keeps the snapshots of skipped tests: such a test is reported to syrupy as skipped (for its
+    unused-snapshot bookkeeping only; pytest still reports the failure).
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after syrupy recorded the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not report.failed or report.when == "teardown":
+            return
+        if report.nodeid not in self.config.stash.get(SNAPSHOT_TESTS_KEY, ()):
+            return
+        session = getattr(self.config, "_syrupy", None)
+        selected = getattr(session, "_selected_items", None)
+        if not isinstance(selected, dict) or report.nodeid not in selected:
+            return
+        from syrupy.session import ItemStatus
+
+        selected[report.nodeid] = ItemStatus.SKIPPED
 
 
 def _outcome(reports: list[pytest.TestReport]) -> Outcome:
@@ -631,11 +822,13 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     output = getattr(node, "workeroutput", {})
     node.config.stash[DISCARDED_KEY].extend(output.get(WORKER_DISCARDED, []))
     rows = output.get(WORKER_ROWS, [])
-    if not rows:
+    uses = output.get(WORKER_CASSETTES, [])
+    if not rows and not uses:
         return
-    from ..report import FlowRow
+    from ..report import CassetteUse, FlowRow
 
     node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
+    node.config.stash[CASSETTES_KEY].extend(CassetteUse.model_validate_json(u) for u in uses)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -647,7 +840,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports
         config.workeroutput[WORKER_ROWS] = [r.model_dump_json() for r in rows]  # type: ignore[attr-defined]
         config.workeroutput[WORKER_DISCARDED] = config.stash.get(DISCARDED_KEY, [])  # type: ignore[attr-defined]
+        config.workeroutput[WORKER_CASSETTES] = [  # type: ignore[attr-defined]
+            u.model_dump_json() for u in config.stash.get(CASSETTES_KEY, [])
+        ]
         return
+    _judge_unused(session)
+    _finish_baseline(config, rows)
     wanted = [config.getoption(o, None) for o in ("agentflows_json", "agentflows_html")]
     if not any(wanted):
         return  # nothing to write: don't even import the report modules
@@ -673,13 +871,141 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 written.append((f"agentflows: {kind} report written to {target}", True))
 
 
+def _finish_baseline(config: pytest.Config, rows: list[FlowRow]) -> None:
+    """Write the baseline (``--agentflows-baseline-update``) or list what grew; the GitHub job summary."""
+    loaded = config.stash.get(BASELINE_KEY, None)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if loaded is None and not (summary_file and rows):
+        return
+    from ..report import FlowBaseline, baseline_growths
+
+    lines: list[tuple[str, bool]] = []
+    config.stash[BASELINE_LINES_KEY] = lines
+    growths: list[Growth] = []
+    if loaded is not None:
+        path, baseline, tolerance = loaded
+        if config.getoption("agentflows_baseline_update", False):
+            from ..cassette._store import atomic_write_text
+
+            updated = baseline.updated(rows)
+            try:
+                atomic_write_text(path, updated.model_dump_json(indent=2) + "\n")
+            except OSError as exc:
+                lines.append((f"agentflows: cannot write the baseline {path}: {exc}", False))
+            else:
+                written = sum(1 for r in rows if r.outcome == "passed")
+                lines.append((f"agentflows: baseline {path} written ({written} flows updated)", True))
+        else:
+            for row in sorted(rows, key=lambda r: r.test):
+                before = baseline.flows.get(row.test)
+                if before is not None:
+                    growths += baseline_growths(row.test, before, FlowBaseline.from_row(row), tolerance)
+            compared = sum(1 for r in rows if r.test in baseline.flows)
+            grew = sorted({g.test for g in growths})
+            lines.append(
+                (
+                    f"agentflows: baseline {path}: {compared} flows compared, {len(grew)} grew beyond the "
+                    f"tolerance ({tolerance.describe()})" + (":" if grew else ""),
+                    not grew,
+                )
+            )
+            from ._report_render import growth_lines
+
+            for test in grew:
+                lines.append((f"  {test}", False))
+                lines.extend(
+                    (line, False)
+                    for line in growth_lines([g for g in growths if g.test == test], indent="    ")
+                )
+    if summary_file and rows:
+        from ._report_render import markdown_summary
+
+        text = markdown_summary(
+            rows,
+            growths,
+            baseline=str(config.getoption("agentflows_baseline")) if loaded is not None else None,
+            tolerance=loaded[2].describe() if loaded is not None else "",
+        )
+        try:
+            with open(summary_file, "a", encoding="utf-8") as fh:  # GitHub's file: it appends, we append
+                fh.write(text)
+        except OSError as exc:
+            lines.append((f"agentflows: cannot write the GitHub job summary {summary_file}: {exc}", False))
+
+
+def _judge_unused(session: pytest.Session) -> None:
+    """Find the recorded interactions no flow replayed; with ini ``... = fail`` the run fails on them."""
+    config = session.config
+    uses = config.stash.get(CASSETTES_KEY, [])
+    mode = str(config.getini("agentflows_unused_interactions")).strip().lower()
+    if not uses or mode == "ignore":
+        return
+    from ..report import unused_interactions
+
+    found = unused_interactions(uses)
+    config.stash[UNUSED_KEY] = found
+    if mode == "fail" and any(u.unused for u in found) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _unused_lines(found: list[UnusedInteractions], config: pytest.Config) -> list[tuple[str, bool]]:
+    """Summary lines (text, is-a-failure) about unused and pruned interactions."""
+    lines: list[tuple[str, bool]] = []
+    root = config.rootpath
+    strict = str(config.getini("agentflows_unused_interactions")).strip().lower() == "fail"
+
+    def shown(path: str) -> str:
+        try:
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            return path
+
+    pruned = [u for u in found if u.pruned]
+    if pruned:
+        total = sum(u.pruned for u in pruned)
+        files = f"{len(pruned)} cassette{'s' if len(pruned) != 1 else ''}"
+        lines.append(
+            (
+                f"agentflows: dropped {total} recorded interaction{'s' if total != 1 else ''} the "
+                f"re-recorded tests no longer used, from {files}:",
+                False,
+            )
+        )
+        lines.extend((f"  {shown(u.path)}: {u.pruned} dropped", False) for u in pruned)
+    unused = [u for u in found if u.unused]
+    if unused:
+        total = sum(len(u.unused) for u in unused)
+        fix = (
+            "the run fails on them (ini agentflows_unused_interactions = fail)"
+            if strict
+            else "ini agentflows_unused_interactions = fail makes them fail the run"
+        )
+        lines.append(
+            (
+                f"agentflows: {total} recorded interaction{'s' if total != 1 else ''} never replayed, in "
+                f"{len(unused)} cassette{'s' if len(unused) != 1 else ''}. Fix: re-record the test with "
+                f"--record-agents (it drops what its own cassette no longer uses) or delete them; {fix}.",
+                strict,
+            )
+        )
+        for u in unused:
+            places = ", ".join(f"interactions[{i}] {d}" for i, d in list(u.unused.items())[:3])
+            more = f", +{len(u.unused) - 3} more" if len(u.unused) > 3 else ""
+            lines.append(
+                (f"  {shown(u.path)}: {len(u.unused)} of {u.interactions} unused: {places}{more}", strict)
+            )
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     rows = config.stash.get(ROWS_KEY, [])
     written = config.stash.get(WRITTEN_KEY, [])
     discarded = config.stash.get(DISCARDED_KEY, [])
-    if not rows and not written and not discarded:
+    unused = _unused_lines(config.stash.get(UNUSED_KEY, []), config)
+    baseline = config.stash.get(BASELINE_LINES_KEY, [])
+    if not rows and not written and not discarded and not unused and not baseline:
         return
     terminalreporter.write_sep("-", "agentflows")
     if rows and config.getoption("agentflows_report", False):
@@ -696,7 +1022,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         from ..report import summary_line
 
         terminalreporter.write_line(summary_line(rows))
-    for message, ok in written:
+    for message, ok in [*written, *baseline]:
         terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))
     for note in discarded:
         terminalreporter.write_line(note, yellow=True)
+    for text, failure in unused:
+        terminalreporter.write_line(text, **({"red": True, "bold": True} if failure else {"yellow": True}))

@@ -47,10 +47,14 @@ class FlowOptions:
     """Save a failing test's recording (marker ``save_on_failure=``, ini ``agentflows_save_on_failure``)."""
     match_ignore: tuple[str, ...] = ()
     """JSON paths left out of matching (ini ``agentflows_match_ignore`` + marker ``match_ignore=``)."""
+    prune_unused: bool = False
+    """Drop the interactions a ``--record-agents`` run no longer used: the test's own cassette only (the
+    default name; a cassette named by the marker may be shared with other tests)."""
 
 
 _FIX = {
-    "agentflow": "e.g. @pytest.mark.agentflow(cassette='my_flow.yaml', record='new', latency='zero')",
+    "agentflow": "e.g. @pytest.mark.agentflow(cassette='my_flow.yaml', record='new', latency='zero', "
+    "snapshot_measurements=True)",
     "agent_budget": "e.g. @pytest.mark.agent_budget(usd=0.50, tokens=20_000) (either cap may be left out)",
     "agent_deadline": "e.g. @pytest.mark.agent_deadline(120) (virtual seconds)",
     "agent_faults": "e.g. @pytest.mark.agent_faults(fail={'billing': 'connection'}, status={'search': 429})",
@@ -136,10 +140,12 @@ def check_markers(item: pytest.Item) -> None:
 
 def _marker_values(item: pytest.Item) -> dict[str, Any]:
     marker, flow = _marker_kwargs(
-        item, "agentflow", ("cassette", "record", "latency", "save_on_failure", "match_ignore")
+        item,
+        "agentflow",
+        ("cassette", "record", "latency", "save_on_failure", "match_ignore", "snapshot_measurements"),
     )
     values: dict[str, Any] = {"cassette": None, "record": None, "latency": "recorded"}
-    values["save_on_failure"] = None
+    values["save_on_failure"] = values["snapshot_measurements"] = None
     values["match_ignore"] = ()
     if marker is not None:
         cassette = flow.get("cassette")
@@ -178,6 +184,10 @@ def _marker_values(item: pytest.Item) -> dict[str, Any]:
             values["match_ignore"] = tuple(str(p) for p in paths if parse_path(p))
         except (TypeError, ValueError) as exc:
             raise _misuse(item, marker, f"match_ignore: {exc}") from None
+        measured = flow.get("snapshot_measurements")
+        if measured is not None and not isinstance(measured, bool):
+            raise _misuse(item, marker, f"snapshot_measurements must be True or False, got {measured!r}")
+        values["snapshot_measurements"] = measured
     marker, budget = _marker_kwargs(item, "agent_budget", ("usd", "tokens"))
     values["usd"] = values["tokens"] = None
     if marker is not None:
@@ -308,6 +318,18 @@ def default_cassette_path(
     return Path(os.path.normpath(base / file))
 
 
+def snapshot_measurements(item: pytest.Item) -> bool:
+    """Whether ``item``'s decision snapshots keep measurements (marker > ini; default ``False``).
+
+    Raises:
+        UsageError: for a misused ``agentflow`` marker (see :func:`check_markers`).
+    """
+    measured = _marker_values(item)["snapshot_measurements"]
+    if measured is None:
+        return bool(item.config.getini("agentflows_snapshot_measurements"))
+    return bool(measured)
+
+
 def resolve(item: pytest.Item) -> FlowOptions:
     """Resolve the options of ``item`` (marker > command line > ini).
 
@@ -335,4 +357,5 @@ def resolve(item: pytest.Item) -> FlowOptions:
         redact_body_keys=tuple(config.getini("agentflows_redact_body_keys")),
         save_on_failure=save_on_failure,
         match_ignore=tuple(config.getini("agentflows_match_ignore")) + values["match_ignore"],
+        prune_unused=values["cassette"] is None,
     )

@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from html import escape
 
 from ..cassette._store import atomic_write_text
-from ..report import AgentflowsReport, FlowRow, Span, agent_order, summary_line
+from ..report import AgentflowsReport, FlowRow, Growth, Span, agent_order, summary_line
 
 __all__ = [
     "Line",
     "Markup",
+    "growth_lines",
     "html_page",
+    "markdown_summary",
     "table_lines",
     "timeline_svg",
     "write_html",
@@ -166,6 +168,81 @@ def table_lines(rows: Sequence[FlowRow]) -> list[Line]:
 def plain(line: Line) -> str:
     """A terminal line without markup."""
     return "".join(text for text, _ in line)
+
+
+# -- baseline ------------------------------------------------------------------------------------------
+_GROWTH_HEADER = ("agent", "metric", "baseline", "now", "change")
+
+
+def _metric_value(metric: str, value: float) -> str:
+    if metric == "cost_usd":
+        return usd(value)
+    if metric == "seconds":
+        return seconds(value)
+    return f"{int(value):,}"
+
+
+def _growth_cells(g: Growth) -> list[str]:
+    change = "new" if g.change is None else f"{g.change * 100:+.1f}%"
+    metric = {"cost_usd": "USD", "seconds": "virtual s"}.get(g.metric, g.metric)
+    return [
+        g.agent or "(flow)",
+        metric,
+        _metric_value(g.metric, g.baseline),
+        _metric_value(g.metric, g.now),
+        change,
+    ]
+
+
+def growth_lines(growths: Sequence[Growth], *, indent: str = "  ") -> list[str]:
+    """The table of what grew (flow totals first, then agents): agent, metric, baseline, now, change."""
+    cells = [list(_GROWTH_HEADER)] + [_growth_cells(g) for g in growths]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(_GROWTH_HEADER))]
+    return [
+        indent
+        + "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_summary(
+    rows: Sequence[FlowRow], growths: Sequence[Growth], *, baseline: str | None = None, tolerance: str = ""
+) -> str:
+    """The GitHub Actions job summary (``$GITHUB_STEP_SUMMARY``): the flow report and the regressions."""
+    ordered = sorted(rows, key=lambda r: r.test)
+    lines = ["## agentflows", "", summary_line(ordered), ""]
+    if baseline is not None:
+        failed = sorted({g.test for g in growths})
+        if failed:
+            lines += [
+                f"**{len(failed)} flow{'s' if len(failed) != 1 else ''} grew beyond the baseline** "
+                f"(`{_md(baseline)}`, tolerance {tolerance}):",
+                "",
+                "| test | agent | metric | baseline | now | change |",
+                "|---|---|---|---:|---:|---:|",
+            ]
+            for g in growths:
+                agent, metric, before, now, change = _growth_cells(g)
+                lines.append(f"| `{_md(g.test)}` | {_md(agent)} | {metric} | {before} | {now} | {change} |")
+            lines.append("")
+        else:
+            lines += [f"No flow grew beyond the baseline (`{_md(baseline)}`, tolerance {tolerance}).", ""]
+    lines += [
+        "| test | outcome | calls | tokens | USD | virtual s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in ordered:
+        lines.append(
+            f"| `{_md(row.test)}` | {row.outcome} | {row.calls} | {row.total_tokens:,} | {usd(row.cost_usd)} "
+            f"| {seconds(row.elapsed_s)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 # -- SVG timeline ----------------------------------------------------------------------------------------
@@ -396,7 +473,8 @@ def _agent_table(row: FlowRow) -> str:
 def _flow_section(n: int, row: FlowRow) -> str:
     decisions = ", ".join(f"{kind} {count}" for kind, count in row.decisions.items()) or "none"
     meta = (
-        f"{row.calls} model calls ({row.replayed} replayed, {row.recorded} recorded), "
+        f"{row.calls} model call{'' if row.calls == 1 else 's'} "
+        f"({row.replayed} replayed, {row.recorded} recorded), "
         f"{row.input_tokens:,} input + {row.output_tokens:,} output tokens, {usd(row.cost_usd)}, "
         f"{seconds(row.elapsed_s)} s virtual; budget margin {budget_margin(row)}; "
         f"deadline margin {deadline_margin(row)}"

@@ -1,7 +1,11 @@
 """The syrupy extension for decision logs: readable YAML, one snapshot file per test module.
 
 Each snapshot is a YAML list, one mapping per decision, keys in a fixed order (``seq``, ``at``, ``kind``,
-``agent``, then the decision's fields alphabetically), floats rounded to 6 places. Storage is syrupy's
+``agent``, then the decision's fields alphabetically), floats rounded to 6 places. By default the
+measurement fields (:data:`MEASUREMENT_FIELDS`: virtual times, latencies, tokens, US dollars) are left out,
+so a snapshot changes when coordination changes, not when a model answered faster or with other words;
+:class:`MeasuredDecisionLogExtension` keeps them (ini ``agentflows_snapshot_measurements``, marker
+``agentflow(snapshot_measurements=True)``). Storage is syrupy's
 amber layout (``__snapshots__/<module>.agentflows``: every test of a module in one file), because syrupy's
 unused-snapshot check is quadratic in the number of files.
 
@@ -19,7 +23,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from syrupy.data import SnapshotCollection
 from syrupy.extensions.amber import AmberSnapshotExtension
@@ -30,6 +34,27 @@ from ..runtime._models import Decision
 from . import _yaml_fast
 
 _FIRST = ("seq", "at", "kind", "agent")
+
+MEASUREMENT_FIELDS: frozenset[str] = frozenset(
+    {
+        "at",  # virtual seconds at which the decision was recorded (sums of recorded latencies)
+        "latency_s",  # model_call: recorded latency of the call
+        "input_tokens",  # model_call
+        "output_tokens",  # model_call
+        "cost_usd",  # model_call, stage_complete
+        "tokens",  # stage_complete
+        "spent_usd",  # pipeline_halted
+        "remaining_usd",  # pipeline_halted
+        "elapsed_s",  # supervisor_timeout
+        "critique_chars",  # supervisor_review: length of the reviewer's text
+    }
+)
+"""Top-level decision fields a snapshot leaves out unless measurements are asked for.
+
+Measured values: they change when a model answers faster, or with other words or token counts, while the
+coordination (which decisions, their order, kinds, agents, routes, verdicts, failures) stays the same.
+Every other field, including any a later version adds, is structure and stays in the snapshot.
+"""
 
 
 def _plain(value: Any) -> Any:
@@ -44,24 +69,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def decision_dict(decision: Decision | Mapping[str, Any]) -> dict[str, Any]:
-    """One decision as a plain dict with keys in snapshot order."""
+def decision_dict(decision: Decision | Mapping[str, Any], *, measurements: bool = True) -> dict[str, Any]:
+    """One decision as a plain dict with keys in snapshot order.
+
+    Args:
+        decision: A decision, or a mapping with its fields.
+        measurements: Keep the :data:`MEASUREMENT_FIELDS`; ``False`` leaves them out (the order of the
+            other keys is the same either way).
+    """
     # ids and parents are structure, not content: a Decision's snapshot leaves them out (``seq`` orders the
     # log), so snapshots stay as they were; snapshot ``log.as_dicts()`` to include them.
     data = decision.model_dump(exclude={"id", "parent"}) if isinstance(decision, Decision) else dict(decision)
-    out = {k: _plain(data.get(k)) for k in _FIRST}
-    for key in sorted(k for k in data if k not in _FIRST):
+    skip: frozenset[str] = frozenset() if measurements else MEASUREMENT_FIELDS
+    out = {k: _plain(data.get(k)) for k in _FIRST if k not in skip}
+    for key in sorted(k for k in data if k not in _FIRST and k not in skip):
         out[key] = _plain(data[key])
     return out
 
 
-def dump_decisions(decisions: Iterable[Decision | Mapping[str, Any]]) -> str:
+def dump_decisions(decisions: Iterable[Decision | Mapping[str, Any]], *, measurements: bool = True) -> str:
     """Serialise decisions to the snapshot's YAML text (deterministic).
 
     The text is what ``yaml.safe_dump(items, sort_keys=False, allow_unicode=True, default_flow_style=False,
     width=100)`` writes; common logs take a fast path that writes the same bytes (:mod:`._yaml_fast`).
+    ``measurements=False`` leaves the :data:`MEASUREMENT_FIELDS` out (what ``decision_snapshot`` does by
+    default).
     """
-    return _yaml_fast.dump([decision_dict(d) for d in decisions])
+    return _yaml_fast.dump([decision_dict(d, measurements=measurements) for d in decisions])
 
 
 _NEWLINES = re.compile(r"\r\n|\r|\n")
@@ -178,9 +212,12 @@ class DecisionLogExtension(AmberSnapshotExtension):
     """syrupy extension: ``assert agentflow.decisions == decision_snapshot``.
 
     Accepts a list of :class:`Decision`, a :class:`DecisionLog`, a :class:`Flow` (its decisions) or a list
-    of mappings. Anything else is serialised by syrupy's amber serializer.
+    of mappings. Anything else is serialised by syrupy's amber serializer. Leaves the
+    :data:`MEASUREMENT_FIELDS` out; :class:`MeasuredDecisionLogExtension` keeps them.
     """
 
+    measurements: ClassVar[bool] = False
+    """Whether snapshots keep the :data:`MEASUREMENT_FIELDS`."""
     file_extension = "agentflows"
     serializer_class = AtomicAmberSerializer
 
@@ -200,5 +237,15 @@ class DecisionLogExtension(AmberSnapshotExtension):
     def serialize(self, data: Any, **kwargs: Any) -> str:
         decisions = getattr(data, "decisions", data)
         if isinstance(decisions, list | tuple) and all(isinstance(d, Decision | Mapping) for d in decisions):
-            return dump_decisions(decisions)
+            return dump_decisions(decisions, measurements=self.measurements)
         return str(super().serialize(data, **kwargs))
+
+
+class MeasuredDecisionLogExtension(DecisionLogExtension):
+    """:class:`DecisionLogExtension` keeping virtual times, latencies, tokens and USD in the snapshot.
+
+    Same file (``__snapshots__/<module>.agentflows``); chosen by ini ``agentflows_snapshot_measurements =
+    true`` or ``@pytest.mark.agentflow(snapshot_measurements=True)``.
+    """
+
+    measurements: ClassVar[bool] = True
