@@ -13,6 +13,8 @@ pytest_plugins = ["pytester"]
 
 INI = """
 [pytest]
+# the runs below differ by their latencies only: keep them in the snapshots to tell the runs apart
+agentflows_snapshot_measurements = true
 filterwarnings =
     error
     ignore::DeprecationWarning

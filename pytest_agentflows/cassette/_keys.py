@@ -363,7 +363,7 @@ def nearest_diff(key: RequestKey, recorded: Iterable[RequestKey], *, max_lines: 
         best = max(pool, key=lambda c: (similarity(_tokens(c[2]), sent), shared_ends(c[2], key[2])))
     old, new = _pretty(best[2]), _pretty(key[2])
     header = [] if best[1] == key[1] else [f"(nearest recorded request: {best[0]} {best[1]})"]
-    diff = list(difflib.unified_diff(old, new, "recorded", "sent", n=2, lineterm=""))
+    diff = _clip_lines(list(difflib.unified_diff(old, new, "recorded", "sent", n=2, lineterm="")))
     if not diff and best[:2] == key[:2]:
         diff = [
             "(bodies are identical: every recorded response to this request was already used;"
@@ -377,4 +377,4 @@ def nearest_diff(key: RequestKey, recorded: Iterable[RequestKey], *, max_lines: 
         ]
     if len(diff) > max_lines:
         diff = [*diff[:max_lines], f"... ({len(diff) - max_lines} more diff lines)"]
-    return "\n".join(header + _clip_lines(diff))
+    return "\n".join(header + diff)
