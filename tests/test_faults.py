@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -62,7 +63,13 @@ def faults_of(flow: Flow) -> list[dict[str, Any]]:
 def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any real ``time.sleep`` fails the test: retry waits must be virtual (wall time is never asserted)."""
 
+    real_sleep = time.sleep
+    # threads already running (a framework's trace exporter started by an earlier test) keep real sleeps
+    background = {t for t in threading.enumerate() if t is not threading.main_thread()}
+
     def forbidden(seconds: float) -> None:
+        if threading.current_thread() in background:
+            return real_sleep(seconds)
         raise AssertionError(f"a real time.sleep({seconds}) happened during a replayed flow")
 
     monkeypatch.setattr(time, "sleep", forbidden)
