@@ -268,3 +268,34 @@ async def test_openai_agents_guardrail_is_logged(
 
     guardrails = [d for d in agentflow.decisions if d.kind == "guardrail"]
     assert [(d.agent, d.guardrail, d.triggered) for d in guardrails] == [("desk", "no_secrets", False)]
+
+
+def test_trace_context_headers_are_not_recorded(
+    pytester: pytest.Pytester, model_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an OpenTelemetry SDK provider set, anthropic sends a random ``traceparent``: never stored."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        """
+        import os
+
+        import anthropic
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+
+
+        def test_ask(agentflow):
+            client = anthropic.Anthropic(api_key="sk-ant-test", base_url=os.environ["AF_ANTHROPIC_URL"])
+            with agentflow.agent("writer"):
+                client.messages.create(
+                    model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+                )
+            client.close()
+        """
+    )
+    pytester.runpytest_subprocess("--record-agents", "-p", "no:randomly").assert_outcomes(passed=1)
+    (cassette,) = pytester.path.rglob("*.yaml")
+    text = cassette.read_text()
+    assert "claude-haiku-4-5" in text and "traceparent" not in text and "tracestate" not in text

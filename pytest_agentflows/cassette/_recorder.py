@@ -654,6 +654,18 @@ _OPTIONAL_STACKS = {"boto3": "botocore", "httplib2": "httplib2", "tornado": "tor
 
 
 @functools.cache
+def _skip_absent_stacks() -> dict[str, tuple[str, ...]]:
+    """``{"skip_patchers": ...}`` for the vcrpy versions that take it (9.x), else ``{}`` (8.x patches all)."""
+    import inspect
+
+    from vcr.cassette import Cassette
+
+    if "skip_patchers" not in inspect.signature(Cassette.__init__).parameters:
+        return {}
+    return {"skip_patchers": _absent_patch_groups()}
+
+
+@functools.cache
 def _absent_patch_groups() -> tuple[str, ...]:
     """The vcrpy patch groups whose library is not installed (looked up once per process).
 
@@ -737,7 +749,7 @@ class Recorder:
         # ``.json`` cassettes are vcrpy's JSON format: they load several times faster than YAML.
         serializer = jsonserializer if self.path.endswith(".json") else yamlserializer
         self._cm = FlowCassette.use(
-            skip_patchers=_absent_patch_groups(),
+            **_skip_absent_stacks(),
             path=self.path,
             serializer=serializer,
             record_mode=_vcr_mode(self.mode),

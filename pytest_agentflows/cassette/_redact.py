@@ -170,6 +170,10 @@ _ENV_CACHE: dict[str, tuple[dict[Any, Any], tuple[tuple[str, str], ...], _Patter
 shared by the redactors built while it holds; a redactor replaces, never mutates, what it took)."""
 
 
+TRACE_CONTEXT_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+"""W3C trace-context request headers: random per request, never stored in a cassette."""
+
+
 @dataclass
 class Redactor:
     """Scrubs secrets from vcrpy requests and response dicts.
@@ -455,10 +459,17 @@ class Redactor:
 
     # -- vcrpy hooks -------------------------------------------------------------------------------------
     def request(self, request: Any) -> Any:
-        """``before_record_request`` hook: a scrubbed copy of a ``vcr.request.Request``."""
+        """``before_record_request`` hook: a scrubbed copy of a ``vcr.request.Request``.
+
+        Besides secrets, the W3C trace-context headers (:data:`TRACE_CONTEXT_HEADERS`) are left out: SDKs
+        with OpenTelemetry tracing on (anthropic ≥ 2.17) send a new random trace id with every request, which
+        would change every re-recorded cassette (headers never take part in matching).
+        """
         request = copy.copy(request)  # shares the original's parts: each is replaced, never mutated
         headers = dict(request.headers)
         scrubbed = self._scrub_headers(headers)  # first: the values it removes are searched for below
+        if any(name.lower() in TRACE_CONTEXT_HEADERS for name in scrubbed):
+            scrubbed = {k: v for k, v in scrubbed.items() if k.lower() not in TRACE_CONTEXT_HEADERS}
         uri = self.scrub_url(request.uri)
         if uri != request.uri:
             request.uri = uri
