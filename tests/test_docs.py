@@ -84,7 +84,8 @@ def test_example_suite_passes_offline_from_committed_files() -> None:
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert re.search(r"^\d+ passed in ", out, re.M), out
+    # the framework examples skip where their framework is not installed (the py310 / py313 CI legs)
+    assert re.search(r"^\d+ passed(, \d+ skipped)? in ", out, re.M), out
     assert re.search(r"^\d+ snapshots passed\.", out, re.M), out
     total = re.search(
         r"^agentflows: (\d+) flows, (\d+) model calls \((\d+) replayed, 0 recorded\)", out, re.M
