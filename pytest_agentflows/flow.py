@@ -23,7 +23,7 @@ from .runtime._context import (
     inherit_context_in_threads,
 )
 from .runtime._models import Decision, ModelCall, ToolCall, Usage
-from .runtime._sdk_waits import patch_loaded_sdks, virtual_sdk_waits
+from .runtime._sdk_waits import patch_loaded_sdks, sdk_safe, virtual_sdk_waits
 from .runtime.budget import (
     UNATTRIBUTED,
     BudgetExceeded,
@@ -269,7 +269,7 @@ class Flow:
             spent=error.spent,
             cap_of=error.cap_of,
         )
-        raise _sdk_safe(error)
+        raise sdk_safe(error)
 
     @property
     def recording(self) -> bool:
@@ -611,34 +611,6 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow({self.test_id!r}, calls={len(self.calls)}, elapsed={self.elapsed:.3f}s)"
-
-
-def _sdk_safe(error: BudgetExceeded) -> BudgetExceeded:
-    """``error`` as an exception the loaded SDKs pass on unchanged, neither wrapped nor retried.
-
-    anthropic wraps any other exception raised by its HTTP client into a retried ``APIConnectionError``;
-    an ``AnthropicError`` passes as-is. So, when anthropic is loaded, the refusal is raised as a subclass of
-    both :class:`BudgetExceeded` and ``anthropic.AnthropicError`` (``except BudgetExceeded`` still catches
-    it; it pickles as a plain :class:`BudgetExceeded`). The openai SDK passes non-network errors unchanged.
-    """
-    import sys
-
-    anthropic = sys.modules.get("anthropic")
-    base = getattr(anthropic, "AnthropicError", None) if anthropic is not None else None
-    if not isinstance(base, type) or not issubclass(base, Exception):
-        return error
-    cls = _SDK_SAFE.get(base)
-    if cls is None:
-        cls = _SDK_SAFE[base] = type(
-            "BudgetExceeded", (BudgetExceeded, base), {"__module__": BudgetExceeded.__module__}
-        )
-    safe: BudgetExceeded = Exception.__new__(cls)
-    safe.__dict__.update(error.__dict__)
-    safe.args = error.args
-    return safe
-
-
-_SDK_SAFE: dict[type, type] = {}
 
 
 def _reset_flow(token: Any) -> None:

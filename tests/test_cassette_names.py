@@ -14,6 +14,7 @@ pytest_plugins = ["pytester"]
 
 INI = """
 [pytest]
+asyncio_default_fixture_loop_scope = function
 filterwarnings =
     error
     ignore::DeprecationWarning

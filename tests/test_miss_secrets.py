@@ -35,6 +35,7 @@ def test_miss(agentflow):
 
 INI = """
 [pytest]
+asyncio_default_fixture_loop_scope = function
 filterwarnings =
     error
     ignore::DeprecationWarning

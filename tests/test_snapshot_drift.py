@@ -13,6 +13,7 @@ pytest_plugins = ["pytester"]
 
 INI = """
 [pytest]
+asyncio_default_fixture_loop_scope = function
 # the runs below differ by their latencies only: keep them in the snapshots to tell the runs apart
 agentflows_snapshot_measurements = true
 filterwarnings =

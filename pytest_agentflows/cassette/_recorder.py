@@ -41,7 +41,7 @@ from vcr.cassette import Cassette as _VcrCassette
 from ..errors import CassetteError, UnrecordedRequestError
 from ..providers._body import BodyError
 from ..runtime._context import current_agent, current_flow
-from ..runtime._sdk_waits import patch_loaded_sdks
+from ..runtime._sdk_waits import patch_loaded_sdks, sdk_safe
 from . import _session
 from ._keys import RequestKey, nearest_diff, normalisation_note, parse_path, request_key
 from ._modes import RecordMode
@@ -307,14 +307,18 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         note = normalisation_note(redacted.body, self.ignore_paths) if diff else ""
         if note:  # the diff shows both bodies as matching saw them
             diff = f"(compared after normalising: {note})\n{diff}"
-        error = UnrecordedRequestError(
-            test=str(getattr(foreign, "test_id", "(another flow)")) if foreign is not None else self.test_id,
-            cassette=str(self._path),
-            agent=current_agent.get(),
-            method=request.method,
-            url=redacted.uri,
-            diff=diff,
-            reason=reason,
+        error = sdk_safe(  # the SDKs pass it on as it is (openai 2.x would wrap it without retries left)
+            UnrecordedRequestError(
+                test=str(getattr(foreign, "test_id", "(another flow)"))
+                if foreign is not None
+                else self.test_id,
+                cassette=str(self._path),
+                agent=current_agent.get(),
+                method=request.method,
+                url=redacted.uri,
+                diff=diff,
+                reason=reason,
+            )
         )
         if foreign is None:
             self.misses.append(error)

@@ -23,7 +23,7 @@ import threading
 import time as _time_module
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import UnrecordedRequestError
 from ._context import current_agent
@@ -207,3 +207,40 @@ def virtual_sdk_waits(flow: WaitHost) -> Iterator[None]:
                 del _rngs[key]
             if not _active:
                 _restore_sdks()
+
+
+E = TypeVar("E", bound=Exception)
+_SDK_SAFE: dict[tuple[type, ...], type] = {}
+_SDK_ERRORS = (("openai", "OpenAIError"), ("anthropic", "AnthropicError"))
+
+
+def sdk_safe(error: E) -> E:
+    """``error`` as an exception the loaded SDKs pass on unchanged, neither wrapped nor retried.
+
+    Raised by a flow inside an SDK's HTTP client (a refused request, a miss), any other exception is
+    turned by the SDK into a (retried) ``APIConnectionError``: anthropic always, openai 2.x when it has no
+    retry left. Both pass their own base error (``AnthropicError``, ``OpenAIError``) on as it is. So, for
+    each SDK that is loaded, ``error`` is re-made as an instance of a subclass of its own class and that
+    base error: ``except BudgetExceeded`` / ``except UnrecordedRequestError`` still catch it, its message,
+    attributes and class name are the same, and it pickles as the plain class. Without a loaded SDK,
+    ``error`` itself is returned.
+    """
+    bases = tuple(
+        base
+        for module, name in _SDK_ERRORS
+        if (base := getattr(sys.modules.get(module), name, None)) is not None
+        and isinstance(base, type)
+        and issubclass(base, Exception)
+        and not isinstance(error, base)
+    )
+    if not bases:
+        return error
+    cls = type(error)
+    key = (cls, *bases)
+    safe_cls = _SDK_SAFE.get(key)
+    if safe_cls is None:
+        safe_cls = _SDK_SAFE[key] = type(cls.__name__, (cls, *bases), {"__module__": cls.__module__})
+    safe: E = Exception.__new__(safe_cls)
+    safe.__dict__.update(error.__dict__)
+    safe.args = error.args
+    return safe

@@ -213,7 +213,9 @@ def _run(
     assert outcomes.get("skipped", 0) == (0 if aiohttp else cases), outcomes
     assert "passed" not in outcomes, outcomes
     text = result.stdout.str()
-    assert text.count("unrecorded model request in test test_clients.py::test_unmatched[") >= senders * cases
+    # without httpx2 (the py310 leg) its two senders fail on the import, before any request
+    reaching = senders - (0 if importlib.util.find_spec("httpx2") is not None else 2)
+    assert text.count("unrecorded model request in test test_clients.py::test_unmatched[") >= reaching * cases
     assert "why:      the cassette file does not exist" in text
     assert "why:      no recorded interaction matches" in text
     assert not (cassettes / "missing.yaml").exists()  # replay never creates a cassette
