@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import pytest
 
-from pytest_agentflows import Flow, ScriptedModel
+from pytest_agentflows import Flow, ScriptedModel, current_agent
 
 langgraph = pytest.importorskip("langgraph", reason="pip install -e '.[langgraph]'")
 pytest.importorskip("langgraph_supervisor", reason="pip install -e '.[langgraph]'")
@@ -186,6 +186,44 @@ def test_plain_nodes_are_agents_and_a_named_subgraph_is_one_agent(
     ]
 
 
+def _ask_async(model: ChatOpenAI, prompt: str) -> Any:
+    async def node(state: _Notes) -> dict[str, list[str]]:
+        return {"notes": [str((await model.ainvoke(f"{prompt}: {state['topic']}")).content)]}
+
+    return node
+
+
+async def test_async_plain_nodes_are_named_and_nothing_leaks_to_the_caller(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    """An async graph runs a lone node inline in the caller's task, and LangChain sends its end event from
+    a copy of the context: the name is set only inside the node, never left in the caller's task."""
+    model = _model()
+    graph = StateGraph(_Notes)
+    graph.add_node("outline", _ask_async(model, "Outline"))
+    graph.add_node("draft", _ask_async(model, "Draft"))
+    graph.add_edge(START, "outline")
+    graph.add_edge("outline", "draft")
+    app = graph.compile()
+    for agent in ("outline", "draft", "outline", "draft"):
+        scripted_model.openai(agent).reply(f"{agent} done")
+    scripted_model.openai("editor").reply("edited")
+
+    await app.ainvoke({"topic": "tides", "notes": []})
+    assert current_agent() is None
+    await app.ainvoke({"topic": "waves", "notes": []})
+    with agentflow.agent("editor"):
+        await model.ainvoke("Edit")
+
+    assert [c.agent for c in agentflow.calls] == ["outline", "draft", "outline", "draft", "editor"]
+    assert _kinds(agentflow, "agent_run") == [
+        ("agent_run", "outline", None),
+        ("agent_run", "draft", None),
+        ("agent_run", "outline", None),
+        ("agent_run", "draft", None),
+    ]
+
+
 def test_parallel_nodes_in_threads_keep_their_names(agentflow: Flow, scripted_model: ScriptedModel) -> None:
     """A sync graph runs the nodes of one superstep in a thread pool: each call keeps its node's name."""
     model = _model()
@@ -318,6 +356,15 @@ async def test_langgraph_desk(agentflow, decision_snapshot):
 '''
 
 
+TELEMETRY_COUNT = """
+from pytest_agentflows.cassette._telemetry import telemetry_guard
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"telemetry answered locally: {telemetry_guard.answered}")
+"""
+
+
 def _hand_to_billing(request: Request) -> Any:
     """The supervisor hands to billing only, once (the default responder would call every handoff tool)."""
     if "transfer_to_billing" in [name for name, _ in request.tools]:
@@ -343,6 +390,7 @@ def test_langgraph_flow_records_then_replays_offline_under_two_hash_seeds(
     assert len(orders) == 2  # the seeds below do send the tools in different orders
     pytester.makeini(INI)
     pytester.makepyfile(test_desk=DESK_FLOW)
+    pytester.makeconftest(TELEMETRY_COUNT)
     monkeypatch.setenv("LANGSMITH_TRACING", "true")
     monkeypatch.setenv("LANGSMITH_API_KEY", "lsv2_pt_00000000000000000000000000000000_0000000000")
     monkeypatch.setenv("PYTHONHASHSEED", "0")
@@ -350,6 +398,7 @@ def test_langgraph_flow_records_then_replays_offline_under_two_hash_seeds(
         monkeypatch.setenv("AF_OPENAI_URL", server.openai_base_url)
         recorded = pytester.runpytest_subprocess("--record-agents", "--snapshot-update", "-p", "no:randomly")
         recorded.assert_outcomes(passed=1)
+        recorded.stdout.fnmatch_lines(["telemetry answered locally: [1-9]*"])  # LangSmith did post
         served = len(server.requests)
         assert served == 4
         assert len({tuple(name for name, _ in r.tools) for r in server.requests if len(r.tools) == 2}) == 1
@@ -366,4 +415,5 @@ def test_langgraph_flow_records_then_replays_offline_under_two_hash_seeds(
             monkeypatch.setenv("PYTHONHASHSEED", seed)
             replayed = pytester.runpytest_subprocess("-p", "no:randomly")
             replayed.assert_outcomes(passed=1)
+            replayed.stdout.fnmatch_lines(["telemetry answered locally: [1-9]*"])
         assert len(server.requests) == served  # nothing reached the server on replay

@@ -64,6 +64,8 @@ HANDOFF_PREFIXES = ("transfer_to_", "transfer_back_to_")
 """langgraph-supervisor's handoff tool name prefixes (``transfer_to_<agent>``)."""
 
 _VAR_NAME = "agentflows_langgraph_handler"
+_TASK_CONTEXTS = sys.version_info >= (3, 11)
+"""Whether ``asyncio.create_task`` takes a context: LangGraph then runs a node's first step in a copy."""
 _register_lock = threading.Lock()
 
 
@@ -301,8 +303,9 @@ class _Handler:
         if parent is None:
             return
         run.agent = parent.agent
-        if parent.node:
-            run.private = "seq:step:1" in (tags or ())
+        if parent.node:  # (async: Python 3.11+ runs the first step in a task with the context copy)
+            first_step = "seq:step:1" in (tags or ()) and (not is_async or _TASK_CONTEXTS)
+            run.private = parent.private or first_step
         else:
             run.private = parent.private
         if run.agent is not None:
