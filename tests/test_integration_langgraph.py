@@ -244,6 +244,57 @@ def test_parallel_nodes_in_threads_keep_their_names(agentflow: Flow, scripted_mo
     ]
 
 
+async def test_parallel_async_nodes_in_tasks_keep_their_names(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    """An async graph runs the nodes of one superstep as tasks: each call keeps its node's name."""
+    model = _model()
+    graph = StateGraph(_Notes)
+    for name in ("pros", "cons", "risks"):
+        graph.add_node(name, _ask_async(model, name))
+        graph.add_edge(START, name)
+        scripted_model.openai(name).reply(f"{name} noted")
+
+    result = await graph.compile().ainvoke({"topic": "solar", "notes": []})
+
+    assert sorted(result["notes"]) == ["cons noted", "pros noted", "risks noted"]
+    assert sorted(str(c.agent) for c in agentflow.calls) == ["cons", "pros", "risks"]
+    assert current_agent() is None
+
+
+def test_a_raw_sdk_call_in_a_sync_node_is_named_by_its_node(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    """A plain function node calling the openai SDK directly, streamed graph: named, then put back."""
+    import openai
+
+    client = openai.OpenAI(api_key="sk-test", max_retries=0)
+
+    def node_calling(prompt: str) -> Any:
+        def node(state: _Notes) -> dict[str, list[str]]:
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+            )
+            return {"notes": [str(reply.choices[0].message.content)]}
+
+        return node
+
+    graph = StateGraph(_Notes)
+    graph.add_node("outline", node_calling("Outline"))
+    graph.add_node("draft", node_calling("Draft"))
+    graph.add_edge(START, "outline")
+    graph.add_edge("outline", "draft")
+    scripted_model.openai("outline").reply("1. tides")
+    scripted_model.openai("draft").reply("Tides rise.")
+
+    chunks = list(graph.compile().stream({"topic": "tides", "notes": []}))
+
+    assert [next(iter(chunk)) for chunk in chunks] == ["outline", "draft"]
+    assert [c.agent for c in agentflow.calls] == ["outline", "draft"]
+    assert current_agent() is None
+    client.close()
+
+
 def test_a_failing_tool_is_a_tool_run_with_its_error(agentflow: Flow, scripted_model: ScriptedModel) -> None:
     tools = ToolNode([track_parcel], handle_tool_errors=True)
     agent = create_react_agent(_model(), tools, name="shipping", prompt="Track parcels.")
