@@ -358,19 +358,28 @@ def test_the_handler_is_gone_outside_flows() -> None:
 
 
 def test_integrations_ini_none_leaves_langgraph_unnamed(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI + "agentflows_integrations = none\n")
     pytester.makepyfile(
         """
-        import langgraph
-        from langchain_core.tracers import context
+        from typing_extensions import TypedDict
+        from langgraph.graph import START, StateGraph
 
-        def test_off(agentflow):
-            assert not any(
-                v.get() is not None for v, *_ in context._configure_hooks if v.name.startswith("agentflows")
-            )
+        class State(TypedDict):
+            n: int
+
+        def test_no_decisions(agentflow):
+            graph = StateGraph(State)
+            graph.add_node("count", lambda state: {"n": state["n"] + 1})
+            graph.add_edge(START, "count")
+            assert graph.compile().invoke({"n": 1}) == {"n": 2}
+            assert [d.kind for d in agentflow.decisions] == []
         """
     )
+    pytester.makeini(INI + "agentflows_integrations = none\n")
     pytester.runpytest_inprocess().assert_outcomes(passed=1)
+    pytester.makeini(INI)  # the control: switched on, the node is logged
+    result = pytester.runpytest_inprocess()
+    result.assert_outcomes(failed=1)
+    assert "AssertionError: assert ['agent_run', 'node'] == []" in result.stdout.str()
 
 
 # -- record against the model server, replay offline under two hash seeds ---------------------------------
