@@ -23,10 +23,17 @@ node run and tool run to it, in the context (task or thread) that runs it, so:
   same name, as ``langgraph-supervisor`` adds them);
 - a tool run is a ``tool_run`` decision (``agent``, ``tool``, ``error``: ``"<Type>: <message>"`` of the
   exception it raised, ``None`` when it returned);
-- a handoff tool (``langgraph-supervisor``'s ``transfer_to_<agent>``, or any tool whose metadata names
-  ``__handoff_destination``) is a ``handoff`` decision (``from_agent``, ``to_agent``) instead of a
-  ``tool_run``; the messages an agent adds when it hands back (``transfer_back_to_<supervisor>``) are a
-  ``handoff`` too.
+- a handoff tool (one whose metadata names ``__handoff_destination``: langgraph-supervisor's
+  ``transfer_to_<agent>`` tools, also custom ones from its ``create_handoff_tool``) is a ``handoff``
+  decision (``from_agent``, ``to_agent``) instead of a ``tool_run``; the messages an agent adds when it
+  hands back (``transfer_back_to_<supervisor>``) are a ``handoff`` too.
+
+The agent name is set where the calls are made. Sync events start and end a run in one context: the name
+is set at the start and put back at the end. Async events end a run in a *copy* of the context (LangChain
+shields them from cancellation), where nothing can be put back: there the name is set only in contexts
+private to a node (its own task, the copy its first step runs in), so a graph run inline in the caller's
+task leaves nothing named behind. A provider SDK called directly in a plain function node of an *async*
+graph is therefore not named (LangChain sends no event inside such a node); a LangChain chat model is.
 
 LangGraph's interrupts and ``Command(graph=PARENT)`` travel as exceptions; they are not tool errors. At the
 flow's end LangSmith's tracer (if tracing is on) is flushed, while its posts are still answered locally
@@ -60,8 +67,6 @@ HANDOFF_DESTINATION = "__handoff_destination"
 """langgraph-supervisor's tool metadata key naming the agent a handoff tool transfers to."""
 HANDOFF_BACK = "__is_handoff_back"
 """langgraph-supervisor's ``response_metadata`` key on the messages an agent adds when it hands back."""
-HANDOFF_PREFIXES = ("transfer_to_", "transfer_back_to_")
-"""langgraph-supervisor's handoff tool name prefixes (``transfer_to_<agent>``)."""
 
 _VAR_NAME = "agentflows_langgraph_handler"
 _TASK_CONTEXTS = sys.version_info >= (3, 11)
@@ -250,9 +255,8 @@ class _Handler:
         is_async = _dispatched_async(sys._getframe(1))
         name = kwargs.get("name") or (serialized.get("name") if isinstance(serialized, dict) else None)
         destination = (metadata or {}).get(HANDOFF_DESTINATION)
-        if not isinstance(destination, str) and isinstance(name, str) and name.startswith("transfer_to_"):
-            destination = name.removeprefix("transfer_to_")
-        run = _Run(parent_run_id, None, None, tool=str(name), handoff_to=destination)
+        handoff_to = destination if isinstance(destination, str) and destination else None
+        run = _Run(parent_run_id, None, None, tool=str(name), handoff_to=handoff_to)
         with self._lock:
             self._runs[run_id] = run
             parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
