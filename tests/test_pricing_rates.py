@@ -57,6 +57,13 @@ def _exact(provider: str, model: str, usage: tuple[int, ...], when: datetime) ->
     return float(round(calc.total_price, 10))
 
 
+def _rates(provider: str, model: str, when: datetime) -> object:
+    """The cached rates that price ``model`` at ``when``: its time-independent ones, else that minute's."""
+    return _pricing._rates_by_key.get((provider, model, None, None)) or _pricing._rates_by_key.get(
+        (provider, model, None, when)
+    )
+
+
 def _fresh() -> None:
     _pricing._rates_by_key.clear()
     _pricing._rates_by_price.clear()
@@ -74,8 +81,7 @@ def test_rates_price_exactly_as_genai_prices(request: pytest.FixtureRequest) -> 
     for provider, model in models:
         for when in WHEN:
             for usage in _usages(rng, 6):
-                key = (provider, model, None, when)
-                used_rates = _pricing._rates_by_key.get(key) is not None
+                used_rates = _rates(provider, model, when) is not None
                 got = _pricing._price(provider, model, *usage, None, when)
                 want = _exact(provider, model, usage, when)
                 assert got == want, (provider, model, usage, when)
@@ -104,7 +110,7 @@ def test_tiered_prices_are_always_computed_by_genai_prices() -> None:
             got = _pricing._price(provider, model, *usage, None, when)
             assert got == _exact(provider, model, usage, when)
             priced += got is not None
-        assert _pricing._rates_by_key.get((provider, model, None, when)) is None  # never rates
+        assert _rates(provider, model, when) is None  # never rates
     assert priced >= 30
 
 
@@ -113,7 +119,7 @@ def test_irregular_usage_is_computed_by_genai_prices() -> None:
     _fresh()
     when = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     assert _pricing._price("openai", "gpt-4o-mini", 100, 10, 0, 0, 0, None, when) is not None
-    assert _pricing._rates_by_key[("openai", "gpt-4o-mini", None, when)] is not None
+    assert _rates("openai", "gpt-4o-mini", when) is not None
     irregular = (10, 10, 50, 0, 0)
     try:
         want: object = _exact("openai", "gpt-4o-mini", irregular, when)
@@ -139,3 +145,29 @@ def test_price_by_api_url_uses_that_providers_rates() -> None:
         )
         assert got == _exact("openai", "gpt-4o-mini", usage, when)
         assert got is not None and got > 0
+
+
+def test_a_model_with_one_price_is_priced_from_rates_at_any_time() -> None:
+    """Each recorded response has its own ``Date``: a model whose price never changed asks genai-prices once,
+    a model with time-dependent prices (DeepSeek's off-peak hours) once per minute, and both stay exact."""
+    _fresh()
+    times = [datetime(2026, 1, 1, 12, minute, tzinfo=timezone.utc) for minute in range(5)]
+    for when in times:
+        assert _pricing._price("openai", "gpt-4o-mini", 1_000, 100, 0, 0, 0, None, when) == _exact(
+            "openai", "gpt-4o-mini", (1_000, 100, 0, 0, 0), when
+        )
+    assert _pricing._calc.cache_info().misses == 1 + 6  # the first call, then the rates (6 points)
+    assert ("openai", "gpt-4o-mini", None, None) in _pricing._rates_by_key
+
+    _fresh()
+    peak, off_peak = (
+        datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc),
+        datetime(2025, 3, 10, 17, 30, tzinfo=timezone.utc),
+    )
+    for when in (peak, off_peak):
+        got = _pricing._price("deepseek", "deepseek-chat", 1_000, 100, 0, 0, 0, None, when)
+        assert got == _exact("deepseek", "deepseek-chat", (1_000, 100, 0, 0, 0), when)
+    assert ("deepseek", "deepseek-chat", None, None) not in _pricing._rates_by_key
+    assert _pricing._price("deepseek", "deepseek-chat", 1_000, 100, 0, 0, 0, None, peak) != _pricing._price(
+        "deepseek", "deepseek-chat", 1_000, 100, 0, 0, 0, None, off_peak
+    )

@@ -137,8 +137,10 @@ class _Rates:
 
 _rates_by_price: dict[int, tuple[Any, _Rates | None]] = {}
 """id(genai-prices ModelPrice) -> (that ModelPrice, kept alive so its id stays unique; its rates or None)."""
-_rates_by_key: dict[tuple[str, str, str | None, datetime], _Rates | None] = {}
-"""(provider, model, api base, minute) -> rates of the price in force then (None: tiered, price exactly)."""
+_rates_by_key: dict[tuple[str, str, str | None, datetime | None], _Rates | None] = {}
+"""(provider, model, api base, minute) -> rates of the price in force then (None: tiered, price exactly);
+minute ``None`` for a model whose genai-prices entry has one price for all times (no start dates, no
+time-of-day prices): every recorded call then reuses them, whatever its ``Date``."""
 
 
 def _price(
@@ -153,14 +155,18 @@ def _price(
     when: datetime,
 ) -> float | None:
     usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens)
-    key = (provider, model, api_base, when)
-    rates = _rates_by_key.get(key)
-    if rates is not None and _regular(usage):
-        return rates.price(usage)
+    if _regular(usage):
+        # a model with one price whatever the time (most): its rates serve every minute
+        rates = _rates_by_key.get((provider, model, api_base, None)) or _rates_by_key.get(
+            (provider, model, api_base, when)
+        )
+        if rates is not None:
+            return rates.price(usage)
     found = _calc(provider, model, usage, api_base, when)
     if found is None:
         return None
-    total, model_price = found
+    total, model_price, timeless = found
+    key = (provider, model, api_base, None if timeless else when)
     if key not in _rates_by_key and len(_rates_by_key) < 4096:
         _rates_by_key[key] = _rates_of(provider, model, api_base, when, model_price)
     return float(round(total, 10))
@@ -204,8 +210,10 @@ def _calc(
     usage: tuple[int, ...],
     api_base: str | None,
     when: datetime,
-) -> tuple[Decimal, Any] | None:
-    """genai-prices' exact price of ``usage`` and the ``ModelPrice`` it used, ``None`` if it knows none."""
+) -> tuple[Decimal, Any, bool] | None:
+    """genai-prices' exact price of ``usage``, the ``ModelPrice`` it used and whether the model has that one
+    price at all times (its entry's ``prices`` is one ``ModelPrice``, not conditional ones); ``None`` if it
+    knows no price."""
     import genai_prices
 
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens = usage
@@ -225,9 +233,15 @@ def _calc(
         except LookupError:
             pass
         else:
-            return calc.total_price, getattr(calc, "model_price", None)
+            return _found(calc)
     try:
         calc = genai_prices.calc_price(priced, model, provider_id=provider, genai_request_timestamp=when)
     except LookupError:
         return None
-    return calc.total_price, getattr(calc, "model_price", None)
+    return _found(calc)
+
+
+def _found(calc: Any) -> tuple[Decimal, Any, bool]:
+    model_price = getattr(calc, "model_price", None)
+    prices = getattr(getattr(calc, "model", None), "prices", None)
+    return calc.total_price, model_price, prices is not None and prices is model_price
