@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
+from .providers import parse_interaction
 from .runtime._binding import bind
 from .runtime._context import (
     AgentScope,
@@ -304,8 +305,6 @@ class Flow:
     # -- ledger ------------------------------------------------------------------------------------------
     def on_exchange(self, exchange: Exchange) -> None:
         """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log."""
-        from .providers import parse_interaction
-
         patch_loaded_sdks()  # an SDK imported after activation: its retry waits become virtual too
         latency = self.effective_latency(exchange.latency_s)
         started = exchange.started_at

@@ -40,6 +40,7 @@ from vcr.cassette import Cassette as _VcrCassette
 from vcr.cassette import CassetteContextDecorator as _VcrContext
 
 from ..errors import CassetteError, UnrecordedRequestError
+from ..providers import find_adapter
 from ..providers._body import BodyError
 from ..runtime._context import current_agent, current_flow
 from ..runtime._sdk_waits import patch_loaded_sdks, sdk_safe
@@ -903,8 +904,6 @@ class Recorder:
 
 def _check_model_request(listener: ExchangeListener, request: Any) -> None:
     """Let the flow refuse a model request (budget already spent) before it is replayed or sent."""
-    from ..providers import find_adapter
-
     if find_adapter(str(request.method), str(request.url), None) is not None:
         listener.check_request()
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ._binding import bound_flow
 from ._context import IdSource, current_agent, current_scope
 from ._models import Decision
 from .clock import VirtualClock
@@ -173,8 +174,6 @@ class DecisionLog:
         agent = fields.pop("agent", current_agent.get())
         if agent is not None and not isinstance(agent, str):
             agent = str(agent)
-        from ._binding import bound_flow
-
         flow = bound_flow()
         if flow is not None and flow.log is not self and self._forward:
             # the app's own log: the flow's log gets the decision too (its time, id and parent)
