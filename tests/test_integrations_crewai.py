@@ -1,4 +1,5 @@
-"""CrewAI flows named and logged with no glue (the ``crewai`` integration)."""
+"""CrewAI flows named and logged with no glue (the ``crewai`` integration): real CrewAI, real openai SDK,
+replies scripted in the real wire format (``scripted_model``) or served by the bundled model server."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ from typing import Any
 
 import pytest
 
-from pytest_agentflows import Flow, ScriptedModel
+from pytest_agentflows import Flow, ScriptedModel, current_agent
 
 crewai = pytest.importorskip("crewai", reason="CrewAI is not installed (pip install -e '.[crewai]')")
 
 from crewai.tools import tool  # noqa: E402
 
+# CrewAI warns about its own deprecated fields while it builds an agent
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+DELEGATE = "delegate_work_to_coworker"
+LOCAL_URL = "http://127.0.0.1:8765/v1"
+"""An OpenAI-compatible URL (``scripted_model`` answers any host): against api.openai.com itself, CrewAI
+also asks OpenAI's input-token count endpoint before a call, a request no script answers."""
 
 
 def _kinds(flow: Flow, *kinds: str) -> list[dict[str, Any]]:
@@ -27,28 +34,146 @@ def _kinds(flow: Flow, *kinds: str) -> list[dict[str, Any]]:
 @tool("lookup_invoice")
 def lookup_invoice(invoice_id: str) -> str:
     """Look an invoice up in the billing system."""
+    if invoice_id == "INV-404":
+        raise LookupError(f"no invoice {invoice_id}")
     return f"{invoice_id}: paid on 2026-11-02"
 
 
-def _crew() -> Any:
-    llm = crewai.LLM(model="gpt-4o-mini", api_key="sk-test")
-    billing = crewai.Agent(role="billing", goal="Answer billing questions", backstory="You know invoices.", tools=[lookup_invoice], llm=llm)
-    triage = crewai.Agent(role="triage", goal="Route questions to the right coworker", backstory="You route.", allow_delegation=True, llm=llm)
-    task = crewai.Task(description="Was invoice INV-1 paid?", expected_output="A short answer.", agent=triage)
+def _agents() -> tuple[Any, Any]:
+    llm = crewai.LLM(model="gpt-4o-mini", api_key="sk-test", base_url=LOCAL_URL)
+    billing = crewai.Agent(
+        role="billing", goal="Answer billing questions", backstory="You know invoices.", tools=[lookup_invoice], llm=llm
+    )
+    triage = crewai.Agent(
+        role="triage", goal="Route questions to the right coworker", backstory="You route.", allow_delegation=True, llm=llm
+    )
+    return triage, billing
+
+
+def _crew(question: str = "Was invoice INV-1 paid?") -> Any:
+    triage, billing = _agents()
+    task = crewai.Task(description=question, expected_output="A short answer.", agent=triage)
     return crewai.Crew(agents=[triage, billing], tasks=[task])
 
 
-def test_crewai_delegation_and_tool_are_named_and_logged(agentflow: Flow, scripted_model: ScriptedModel) -> None:
+def _script_desk(scripted_model: ScriptedModel, invoice: str = "INV-1") -> None:
+    """triage delegates to billing (1 s), billing looks the invoice up (2 s) and answers (0.5 s), triage
+    answers (1.5 s): 5 s in all, one call after the other."""
     scripted_model.openai("triage").tool_call(
-        "delegate_work_to_coworker", {"task": "Was INV-1 paid?", "context": "invoice INV-1", "coworker": "billing"}, latency=1.0
-    ).reply("INV-1 is paid.", latency=1.5)
-    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": "INV-1"}, latency=2.0).reply("Paid on 2026-11-02.", latency=0.5)
+        DELEGATE, {"task": f"Was {invoice} paid?", "context": f"invoice {invoice}", "coworker": "billing"}, latency=1.0
+    ).reply(f"{invoice} is paid.", latency=1.5)
+    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": invoice}, latency=2.0).reply(
+        "Paid on 2026-11-02.", latency=0.5
+    )
 
-    out = _crew().kickoff()
 
-    print(out.raw)
-    print([(c.agent, c.started_at, c.latency_s) for c in agentflow.calls])
-    for d in agentflow.decisions:
-        print(d)
-    print(agentflow.elapsed)
-    assert 0
+DESK_DECISIONS = [
+    {"kind": "agent_run", "agent": "triage", "parent_agent": None},
+    {"kind": "handoff", "agent": "triage", "from_agent": "triage", "to_agent": "billing"},
+    {"kind": "agent_run", "agent": "billing", "parent_agent": "triage"},
+    {"kind": "tool_run", "agent": "billing", "tool": "lookup_invoice", "error": None},
+    {"kind": "tool_run", "agent": "triage", "tool": DELEGATE, "error": None},
+]
+
+
+def test_a_delegation_and_a_tool_are_named_and_logged(agentflow: Flow, scripted_model: ScriptedModel) -> None:
+    _script_desk(scripted_model)
+
+    result = _crew().kickoff()
+
+    assert result.raw == "INV-1 is paid."
+    assert [c.agent for c in agentflow.calls] == ["triage", "billing", "billing", "triage"]
+    assert _kinds(agentflow, "agent_run", "handoff", "tool_run") == DESK_DECISIONS
+    agentflow.assert_tool_calls([(DELEGATE, {"coworker": "billing"})], agent="triage", args="superset")
+    agentflow.assert_tool_calls([("lookup_invoice", {"invoice_id": "INV-1"})], agent="billing")
+    assert current_agent() is None  # the agent runs ended: nothing named after the crew
+
+
+def test_sequential_calls_add_up_although_crewai_runs_them_in_threads(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    """CrewAI makes each LLM call in a worker thread (``asyncio.to_thread`` in its agent executor)."""
+    _script_desk(scripted_model)
+
+    _crew().kickoff()
+
+    assert agentflow.elapsed == 5.0 == sum(c.latency_s for c in agentflow.calls)
+    assert [(c.agent, c.started_at) for c in agentflow.calls] == [
+        ("triage", 0.0),
+        ("billing", 1.0),
+        ("billing", 3.0),
+        ("triage", 3.5),
+    ]
+    times = [d.at for d in agentflow.decisions]
+    assert times == sorted(times)  # decision times never run backwards
+
+
+@pytest.mark.parametrize("kickoff", ["kickoff_async", "akickoff"])
+async def test_async_kickoffs_are_named_and_timed_the_same(
+    agentflow: Flow, scripted_model: ScriptedModel, kickoff: str
+) -> None:
+    _script_desk(scripted_model)
+
+    result = await getattr(_crew(), kickoff)()
+
+    assert result.raw == "INV-1 is paid."
+    assert [c.agent for c in agentflow.calls] == ["triage", "billing", "billing", "triage"]
+    assert _kinds(agentflow, "agent_run", "handoff", "tool_run") == DESK_DECISIONS
+    assert agentflow.elapsed == 5.0
+
+
+def test_a_failing_tool_is_a_tool_run_with_its_error(agentflow: Flow, scripted_model: ScriptedModel) -> None:
+    _, billing = _agents()
+    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": "INV-404"}).reply("No such invoice.")
+    task = crewai.Task(description="Was invoice INV-404 paid?", expected_output="A short answer.", agent=billing)
+
+    crewai.Crew(agents=[billing], tasks=[task]).kickoff()
+
+    (run,) = [d for d in agentflow.decisions if d.kind == "tool_run"]
+    assert (run.agent, run.tool) == ("billing", "lookup_invoice")
+    assert run.error is not None and "no invoice INV-404" in run.error
+
+
+def test_a_hierarchical_crews_manager_hands_off_to_its_agents(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    _, billing = _agents()
+    manager = "Crew Manager"
+    scripted_model.openai(manager).tool_call(
+        DELEGATE, {"task": "Was INV-1 paid?", "context": "invoice INV-1", "coworker": "billing"}
+    ).reply("INV-1 is paid.")
+    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": "INV-1"}).reply("Paid.")
+    task = crewai.Task(description="Was invoice INV-1 paid?", expected_output="A short answer.")
+    crew = crewai.Crew(
+        agents=[billing], tasks=[task], process=crewai.Process.hierarchical, manager_llm=billing.llm
+    )
+
+    crew.kickoff()
+
+    assert [c.agent for c in agentflow.calls] == [manager, "billing", "billing", manager]
+    assert _kinds(agentflow, "agent_run", "handoff") == [
+        {"kind": "agent_run", "agent": manager, "parent_agent": None},
+        {"kind": "handoff", "agent": manager, "from_agent": manager, "to_agent": "billing"},
+        {"kind": "agent_run", "agent": "billing", "parent_agent": manager},
+    ]
+
+
+def test_an_agent_kicked_off_alone_names_its_calls(agentflow: Flow, scripted_model: ScriptedModel) -> None:
+    _, billing = _agents()
+    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": "INV-1"}).reply("Paid.")
+
+    billing.kickoff("Was invoice INV-1 paid?")
+
+    assert [c.agent for c in agentflow.calls] == ["billing", "billing"]
+    assert _kinds(agentflow, "agent_run", "tool_run") == [
+        {"kind": "agent_run", "agent": "billing", "parent_agent": None},
+        {"kind": "tool_run", "agent": "billing", "tool": "lookup_invoice", "error": None},
+    ]
+
+
+def test_the_sink_is_gone_after_the_flow() -> None:
+    from crewai.events.stream_context import _stream_sinks
+
+    from pytest_agentflows.integrations.crewai import _Sink
+
+    assert not any(isinstance(sink, _Sink) for sink in _stream_sinks.get())
