@@ -177,3 +177,118 @@ def test_the_sink_is_gone_after_the_flow() -> None:
     from pytest_agentflows.integrations.crewai import _Sink
 
     assert not any(isinstance(sink, _Sink) for sink in _stream_sinks.get())
+
+
+# -- record against the model server, replay offline under two hash seeds ---------------------------------
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+filterwarnings =
+    error
+    ignore::DeprecationWarning
+    ignore::ImportWarning
+"""
+"""CrewAI 1.15 warns while it is imported (``ImportWarning`` from ``crewai.rag``) and builds agents
+(``DeprecationWarning``): ``pytest.importorskip`` hides the first, an inner suite ignores both."""
+
+NO_NETWORK = '''
+import os
+import socket
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host, *args, **kwargs):
+    """Any name but the loopback host is an attempt to reach the network: logged (also at exit), refused."""
+    if str(host) not in ("127.0.0.1", "localhost", "::1"):
+        with open(os.environ["AF_NETWORK_LOG"], "a") as log:
+            log.write(f"{host}\\n")
+        raise OSError(f"no network in this test: {host}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_only
+'''
+
+CREW_FLOW = '''
+import os
+
+from crewai import LLM, Agent, Crew, Task
+from crewai.tools import tool
+
+from pytest_agentflows.cassette._telemetry import telemetry_guard
+
+
+@tool("lookup_invoice")
+def lookup_invoice(invoice_id: str) -> str:
+    """Look an invoice up in the billing system."""
+    return f"{invoice_id}: paid on 2026-11-02"
+
+
+def test_crewai_desk(agentflow, decision_snapshot):
+    agentflow.simulate_latency({"triage": 1.0, "billing": 2.0})  # while recording; replay reads the cassette
+    llm = LLM(model="gpt-4o-mini", api_key="sk-test", base_url=os.environ["AF_OPENAI_URL"])
+    billing = Agent(role="billing", goal="Answer billing questions", backstory="You know invoices.",
+                    tools=[lookup_invoice], llm=llm)
+    triage = Agent(role="triage", goal="Route questions to the right coworker", backstory="You route.",
+                   allow_delegation=True, llm=llm)
+    task = Task(description="Was invoice INV-1 paid?", expected_output="A short answer.", agent=triage)
+    result = Crew(agents=[triage, billing], tasks=[task]).kickoff()
+    assert result.raw
+    assert [c.agent for c in agentflow.calls] == ["triage", "billing", "billing", "triage"]
+    assert agentflow.elapsed == 6.0  # 1 + 2 + 2 + 1: one call after the other
+    assert agentflow.decisions == decision_snapshot
+
+
+def test_crewai_telemetry_was_on_and_answered_locally():
+    assert telemetry_guard.answered > 0
+'''
+
+
+def desk_responder(request: Any) -> Any:
+    """The model server's replies for the desk: triage delegates to billing, billing looks INV-1 up."""
+    from pytest_agentflows import ToolCall
+
+    offered = [name for name, _ in request.tools]
+    if "lookup_invoice" in offered:  # billing
+        if "lookup_invoice" not in request.called_tools:
+            return ToolCall("lookup_invoice", {"invoice_id": "INV-1"})
+        return "INV-1 was paid on 2026-11-02."
+    if DELEGATE in offered and DELEGATE not in request.called_tools:  # triage
+        arguments = {"task": "Was invoice INV-1 paid?", "context": "Invoice INV-1.", "coworker": "billing"}
+        return ToolCall(DELEGATE, arguments)
+    return "Yes: INV-1 was paid on 2026-11-02."
+
+
+def test_a_crew_records_then_replays_offline_under_two_hash_seeds(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, go_offline: Any
+) -> None:
+    from pytest_agentflows.model_server import LocalModelServer
+
+    pytester.makeini(INI)
+    pytester.makeconftest(NO_NETWORK)
+    pytester.makepyfile(test_crew=CREW_FLOW)
+    network_log = pytester.path / "network.log"
+    monkeypatch.setenv("AF_NETWORK_LOG", str(network_log))
+    with LocalModelServer(responder=desk_responder) as server:
+        monkeypatch.setenv("AF_OPENAI_URL", server.openai_base_url)
+        monkeypatch.setenv("PYTHONHASHSEED", "0")
+        recorded = pytester.runpytest_subprocess("--record-agents", "--snapshot-update", "-p", "no:randomly")
+        recorded.assert_outcomes(passed=2)
+        served = len(server.requests)
+        (cassette,) = (pytester.path / "cassettes" / "test_crew").iterdir()
+        text = cassette.read_text()
+        assert "crewai.com" not in text  # its telemetry ran (answered locally), never recorded
+        snapshot = next(pytester.path.rglob("*.agentflows")).read_text()
+        for line in ("kind: handoff", "from_agent: triage", "to_agent: billing", "tool: lookup_invoice"):
+            assert line in snapshot
+        assert "parent_agent: triage" in snapshot
+
+        go_offline()
+        for seed in ("1", "4242"):
+            monkeypatch.setenv("PYTHONHASHSEED", seed)
+            replayed = pytester.runpytest_subprocess("-p", "no:randomly")
+            replayed.assert_outcomes(passed=2)
+        assert len(server.requests) == served  # nothing reached the server on replay
+    assert not network_log.exists(), network_log.read_text()  # no name looked up, not even at exit

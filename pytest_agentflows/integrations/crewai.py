@@ -69,13 +69,8 @@ def install(flow: Flow) -> Callable[[], None] | None:
     Returns the function that removes it, or ``None`` when the imported ``crewai`` has no stream sinks
     (CrewAI before 1.x, or another package of that name).
     """
-    if "crewai" not in sys.modules:
-        return None
-    try:
-        import crewai.events.stream_context as stream  # CrewAI is already imported: no import cost
-    except ImportError:
-        return None
-    if not callable(getattr(stream, "add_stream_sink", None)):
+    stream: Any = sys.modules.get("crewai.events.stream_context")  # loaded by CrewAI's event bus
+    if stream is None or not callable(getattr(stream, "add_stream_sink", None)):
         return None
     sink = _Sink(flow)
     token = stream.add_stream_sink(sink)
