@@ -3,6 +3,7 @@ replies scripted in the real wire format (``scripted_model``) or served by the b
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -31,9 +32,14 @@ def _kinds(flow: Flow, *kinds: str) -> list[dict[str, Any]]:
     ]
 
 
+SEEN: list[tuple[str, str | None]] = []
+"""(thread name, agent name) of each lookup_invoice run."""
+
+
 @tool("lookup_invoice")
 def lookup_invoice(invoice_id: str) -> str:
     """Look an invoice up in the billing system."""
+    SEEN.append((threading.current_thread().name, current_agent()))
     if invoice_id == "INV-404":
         raise LookupError(f"no invoice {invoice_id}")
     return f"{invoice_id}: paid on 2026-11-02"
@@ -42,10 +48,18 @@ def lookup_invoice(invoice_id: str) -> str:
 def _agents() -> tuple[Any, Any]:
     llm = crewai.LLM(model="gpt-4o-mini", api_key="sk-test", base_url=LOCAL_URL)
     billing = crewai.Agent(
-        role="billing", goal="Answer billing questions", backstory="You know invoices.", tools=[lookup_invoice], llm=llm
+        role="billing",
+        goal="Answer billing questions",
+        backstory="You know invoices.",
+        tools=[lookup_invoice],
+        llm=llm,
     )
     triage = crewai.Agent(
-        role="triage", goal="Route questions to the right coworker", backstory="You route.", allow_delegation=True, llm=llm
+        role="triage",
+        goal="Route questions to the right coworker",
+        backstory="You route.",
+        allow_delegation=True,
+        llm=llm,
     )
     return triage, billing
 
@@ -60,7 +74,9 @@ def _script_desk(scripted_model: ScriptedModel, invoice: str = "INV-1") -> None:
     """triage delegates to billing (1 s), billing looks the invoice up (2 s) and answers (0.5 s), triage
     answers (1.5 s): 5 s in all, one call after the other."""
     scripted_model.openai("triage").tool_call(
-        DELEGATE, {"task": f"Was {invoice} paid?", "context": f"invoice {invoice}", "coworker": "billing"}, latency=1.0
+        DELEGATE,
+        {"task": f"Was {invoice} paid?", "context": f"invoice {invoice}", "coworker": "billing"},
+        latency=1.0,
     ).reply(f"{invoice} is paid.", latency=1.5)
     scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": invoice}, latency=2.0).reply(
         "Paid on 2026-11-02.", latency=0.5
@@ -93,10 +109,27 @@ def test_sequential_calls_add_up_although_crewai_runs_them_in_threads(
     agentflow: Flow, scripted_model: ScriptedModel
 ) -> None:
     """CrewAI makes each LLM call in a worker thread (``asyncio.to_thread`` in its agent executor)."""
+    from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
+
     _script_desk(scripted_model)
+    SEEN.clear()
+    llm_calls: list[tuple[str, str | None]] = []
 
-    _crew().kickoff()
+    def on_event(source: Any, event: Any) -> None:  # called in the thread that makes the LLM request
+        if event.type == "llm_call_started":
+            llm_calls.append((threading.current_thread().name, current_agent()))
 
+    token = add_stream_sink(on_event)
+    try:
+        _crew().kickoff()
+    finally:
+        reset_stream_sinks(token)
+
+    # the agent's name reached the worker threads that made its requests and ran its tool
+    assert [agent for _, agent in llm_calls] == ["triage", "billing", "billing", "triage"]
+    assert all(thread != threading.main_thread().name for thread, _ in llm_calls)
+    ((thread, agent),) = SEEN
+    assert thread != threading.main_thread().name and agent == "billing"
     assert agentflow.elapsed == 5.0 == sum(c.latency_s for c in agentflow.calls)
     assert [(c.agent, c.started_at) for c in agentflow.calls] == [
         ("triage", 0.0),
@@ -124,8 +157,12 @@ async def test_async_kickoffs_are_named_and_timed_the_same(
 
 def test_a_failing_tool_is_a_tool_run_with_its_error(agentflow: Flow, scripted_model: ScriptedModel) -> None:
     _, billing = _agents()
-    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": "INV-404"}).reply("No such invoice.")
-    task = crewai.Task(description="Was invoice INV-404 paid?", expected_output="A short answer.", agent=billing)
+    scripted_model.openai("billing").tool_call("lookup_invoice", {"invoice_id": "INV-404"}).reply(
+        "No such invoice."
+    )
+    task = crewai.Task(
+        description="Was invoice INV-404 paid?", expected_output="A short answer.", agent=billing
+    )
 
     crewai.Crew(agents=[billing], tasks=[task]).kickoff()
 
@@ -220,9 +257,14 @@ from crewai.tools import tool
 from pytest_agentflows.cassette._telemetry import telemetry_guard
 
 
+SEEN: list[tuple[str, str | None]] = []
+"""(thread name, agent name) of each lookup_invoice run."""
+
+
 @tool("lookup_invoice")
 def lookup_invoice(invoice_id: str) -> str:
     """Look an invoice up in the billing system."""
+    SEEN.append((threading.current_thread().name, current_agent()))
     return f"{invoice_id}: paid on 2026-11-02"
 
 
