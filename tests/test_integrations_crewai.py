@@ -45,17 +45,17 @@ def lookup_invoice(invoice_id: str) -> str:
     return f"{invoice_id}: paid on 2026-11-02"
 
 
-def _agents() -> tuple[Any, Any]:
+def _agents(suffix: str = "") -> tuple[Any, Any]:
     llm = crewai.LLM(model="gpt-4o-mini", api_key="sk-test", base_url=LOCAL_URL)
     billing = crewai.Agent(
-        role="billing",
+        role=f"billing{suffix}",
         goal="Answer billing questions",
         backstory="You know invoices.",
         tools=[lookup_invoice],
         llm=llm,
     )
     triage = crewai.Agent(
-        role="triage",
+        role=f"triage{suffix}",
         goal="Route questions to the right coworker",
         backstory="You route.",
         allow_delegation=True,
@@ -64,8 +64,8 @@ def _agents() -> tuple[Any, Any]:
     return triage, billing
 
 
-def _crew(question: str = "Was invoice INV-1 paid?") -> Any:
-    triage, billing = _agents()
+def _crew(question: str = "Was invoice INV-1 paid?", suffix: str = "") -> Any:
+    triage, billing = _agents(suffix)
     task = crewai.Task(description=question, expected_output="A short answer.", agent=triage)
     return crewai.Crew(agents=[triage, billing], tasks=[task])
 
@@ -334,3 +334,47 @@ def test_a_crew_records_then_replays_offline_under_two_hash_seeds(
             replayed.assert_outcomes(passed=2)
         assert len(server.requests) == served  # nothing reached the server on replay
     assert not network_log.exists(), network_log.read_text()  # no name looked up, not even at exit
+
+
+def test_a_streaming_crew_is_named_too(agentflow: Flow, scripted_model: ScriptedModel) -> None:
+    """``stream=True`` adds CrewAI's own stream sink beside the integration's: both see every event."""
+    _script_desk(scripted_model)
+    crew = _crew()
+    crew.stream = True
+
+    streaming = crew.kickoff()
+    chunks = list(streaming)
+
+    assert chunks and streaming.result.raw == "INV-1 is paid."
+    assert [c.agent for c in agentflow.calls] == ["triage", "billing", "billing", "triage"]
+    assert _kinds(agentflow, "agent_run", "handoff", "tool_run") == DESK_DECISIONS
+
+
+async def test_two_crews_at_once_keep_their_names_apart(
+    agentflow: Flow, scripted_model: ScriptedModel
+) -> None:
+    """Agent names live in context variables: concurrent crews (tasks, threads) never see each other's."""
+    import asyncio
+
+    for suffix, invoice in (("-eu", "INV-1"), ("-us", "INV-2")):
+        scripted_model.openai(f"triage{suffix}").tool_call(
+            DELEGATE, {"task": f"Was {invoice} paid?", "context": invoice, "coworker": f"billing{suffix}"}
+        ).reply(f"{invoice} is paid.")
+        scripted_model.openai(f"billing{suffix}").tool_call("lookup_invoice", {"invoice_id": invoice}).reply(
+            "Paid."
+        )
+
+    eu, us = await asyncio.gather(_crew(suffix="-eu").akickoff(), _crew(suffix="-us").akickoff())
+
+    assert (eu.raw, us.raw) == ("INV-1 is paid.", "INV-2 is paid.")
+    for suffix in ("-eu", "-us"):
+        assert len(agentflow.calls_of(f"triage{suffix}")) == len(agentflow.calls_of(f"billing{suffix}")) == 2
+    handoffs = sorted((d.from_agent, d.to_agent) for d in agentflow.decisions if d.kind == "handoff")
+    assert handoffs == [("triage-eu", "billing-eu"), ("triage-us", "billing-us")]
+    runs = sorted((d.agent, d.parent_agent) for d in agentflow.decisions if d.kind == "agent_run")
+    assert runs == [
+        ("billing-eu", "triage-eu"),
+        ("billing-us", "triage-us"),
+        ("triage-eu", None),
+        ("triage-us", None),
+    ]

@@ -57,10 +57,11 @@ DELEGATION_TOOLS: frozenset[str] = frozenset(
 FLUSH_SECONDS = 5.0
 """How long, at most, the flow's end waits for the event bus's pending handlers (real seconds)."""
 
-_delegating: contextvars.ContextVar[tuple[object, str | None] | None] = contextvars.ContextVar(
+_Delegation = tuple[object, str | None, Any]
+_delegating: contextvars.ContextVar[_Delegation | None] = contextvars.ContextVar(
     "agentflows_crewai_delegating", default=None
 )
-"""(the sink, the delegating agent) while a delegation tool runs in this context."""
+"""While a delegation tool runs in this context: (the sink, the delegating agent, the value before)."""
 
 
 def install(flow: Flow) -> Callable[[], None] | None:
@@ -112,8 +113,6 @@ class _Sink:
         self._runs = AgentRuns(flow)
         self._lock = threading.Lock()
         self._open: set[Hashable] = set()
-        self._delegations: dict[int, list[contextvars.Token[tuple[object, str | None] | None]]] = {}
-        """thread id -> the delegation tools running in it, innermost last."""
 
     def __call__(self, source: Any, event: Any) -> None:
         if not self.active:
@@ -160,25 +159,14 @@ class _Sink:
 
     # -- tools --------------------------------------------------------------------------------------------
     def _tool_started(self, event: Any) -> None:
-        if str(event.tool_name) not in DELEGATION_TOOLS:
-            return
-        token = _delegating.set((self, _agent_of(event)))
-        with self._lock:
-            self._delegations.setdefault(threading.get_ident(), []).append(token)
+        if str(event.tool_name) in DELEGATION_TOOLS:  # the coworker's run starts in this context
+            _delegating.set((self, _agent_of(event), _delegating.get()))
 
     def _tool_ended(self, event: Any, kind: str) -> None:
         tool = str(event.tool_name)
-        if tool in DELEGATION_TOOLS:
-            with self._lock:
-                stack = self._delegations.get(threading.get_ident())
-                token = stack.pop() if stack else None
-                if stack == []:
-                    del self._delegations[threading.get_ident()]
-            if token is not None:
-                try:
-                    _delegating.reset(token)
-                except ValueError:
-                    _delegating.set(None)
+        delegation = _delegating.get()
+        if tool in DELEGATION_TOOLS and delegation is not None and delegation[0] is self:
+            _delegating.set(delegation[2])
         if kind == "tool_usage_error":
             error: str | None = str(event.error)
         else:
