@@ -313,6 +313,7 @@ def test_a_crew_records_then_replays_offline_under_two_hash_seeds(
     pytester.makepyfile(test_crew=CREW_FLOW)
     network_log = pytester.path / "network.log"
     monkeypatch.setenv("AF_NETWORK_LOG", str(network_log))
+    monkeypatch.setenv("CREWAI_STORAGE_DIR", str(pytester.path / "crewai"))  # its user file, not in $HOME
     with LocalModelServer(responder=desk_responder) as server:
         monkeypatch.setenv("AF_OPENAI_URL", server.openai_base_url)
         monkeypatch.setenv("PYTHONHASHSEED", "0")
