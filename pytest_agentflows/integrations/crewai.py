@@ -15,7 +15,7 @@ in the thread that emits the event, before any handler. While a flow is active:
   ``agent_run`` decision, whose ``parent_agent`` is the agent whose run was open around it (the
   delegating agent), else ``None``;
 - an agent execution started by CrewAI's delegation tools ("Delegate work to coworker", "Ask question
-  to coworker", also the manager agent's of a hierarchical crew) is first a ``handoff`` decision
+  to coworker", which the manager agent of a hierarchical crew uses too) is first a ``handoff`` decision
   (``from_agent``: the delegating agent, ``to_agent``: the coworker's role);
 - a *tool usage* that ended (``ToolUsageFinishedEvent`` or ``ToolUsageErrorEvent``) is a ``tool_run``
   decision (``agent``, ``tool``: CrewAI's tool name, ``error``: the error, or the failure a tool
@@ -25,6 +25,9 @@ When the flow ends the sink is removed, the bus's pending handlers are waited fo
 telemetry buffer is exported while telemetry is still answered locally (see
 :mod:`pytest_agentflows.cassette._telemetry`), so nothing is left to post, for real, when the process
 exits. CrewAI's telemetry stays on (``CREWAI_DISABLE_TELEMETRY`` / ``OTEL_SDK_DISABLED`` are the user's).
+
+An ``LLM.call()`` that your own code makes outside any agent execution is not an agent's: name it with
+``pytest_agentflows.agent(...)``.
 """
 
 from __future__ import annotations
