@@ -544,12 +544,20 @@ def test_a_recorded_rate_limit_replays_with_a_virtual_retry_wait(
     pytester.makeini(INI)
     pytester.makepyfile(
         """
-        import os, time, openai, pytest
+        import os, threading, time, openai, pytest
 
         @pytest.mark.agentflow(latency="zero")
         def test_search(agentflow, monkeypatch):
             if not os.environ.get("RECORDING"):
-                monkeypatch.setattr(time, "sleep", lambda s: pytest.fail(f"real sleep({s})"))
+                # threads already running (an earlier test's trace exporter) keep their real sleeps
+                background, real_sleep = set(threading.enumerate()) - {threading.main_thread()}, time.sleep
+
+                def forbidden(s):
+                    if threading.current_thread() in background:
+                        return real_sleep(s)
+                    pytest.fail(f"real sleep({s})")
+
+                monkeypatch.setattr(time, "sleep", forbidden)
             client = openai.OpenAI(base_url=os.environ["AF_OPENAI_URL"], api_key="k")
             with agentflow.agent("search"):
                 reply = client.chat.completions.create(

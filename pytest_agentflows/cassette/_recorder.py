@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vcr.cassette import Cassette as _VcrCassette
+from vcr.cassette import CassetteContextDecorator as _VcrContext
 
 from ..errors import CassetteError, UnrecordedRequestError
 from ..providers._body import BodyError
@@ -45,6 +46,7 @@ from ..runtime._sdk_waits import patch_loaded_sdks, sdk_safe
 from . import _session
 from ._keys import RequestKey, nearest_diff, normalisation_note, parse_path, request_key
 from ._modes import RecordMode
+from ._patches import shared_patches
 from ._redact import Redactor
 from ._store import GuardedPersister
 
@@ -94,11 +96,23 @@ _exchange: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar(
 )
 
 
+class _FlowContext(_VcrContext):  # type: ignore[misc]
+    """vcrpy's context manager for a cassette, its patchers built once per process (see :mod:`._patches`)."""
+
+    def _patch_generator(self, cassette: Any) -> Any:
+        return shared_patches(cassette, super()._patch_generator)
+
+
 class FlowCassette(_VcrCassette):  # type: ignore[misc]
     """A vcrpy ``Cassette`` with indexed, ordered replay, strict misses and per-call metadata.
 
     Built by :class:`Recorder`; the extra keyword arguments are ours, the rest go to vcrpy.
     """
+
+    @classmethod
+    def use(cls, **kwargs: Any) -> Any:
+        """vcrpy's ``Cassette.use``, with the patchers built once per process (see :mod:`._patches`)."""
+        return _FlowContext.from_args(cls, **kwargs)
 
     def __init__(
         self,
@@ -376,7 +390,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         agent = current_agent.get() or meta.get("agent")
         self._notify(
             Exchange(
-                request=stored_request._to_dict(),
+                request=_request_dict(stored_request),
                 response=response,
                 replayed=True,
                 latency_s=float(meta.get("latency_s") or 0.0),
@@ -535,6 +549,17 @@ class CassetteUsage:
     """Interactions recorded (and saved) by the flow."""
     pruned: int = 0
     """Loaded interactions dropped from the file because the flow no longer used them."""
+
+
+def _request_dict(request: Any) -> dict[str, Any]:
+    """A stored ``vcr.request.Request`` as the dict :class:`Exchange` carries, built for the ledger only.
+
+    The ledger reads a request's method, URL and body; of its headers only ``Content-Encoding`` (a
+    compressed request body), so the others are left out: copying them cost more than parsing the call.
+    """
+    encoding = request.headers.get("Content-Encoding")
+    headers = {"Content-Encoding": [encoding]} if encoding else {}
+    return {"method": request.method, "uri": request.uri, "body": request.body, "headers": headers}
 
 
 def _describe(request: Any) -> str:

@@ -21,6 +21,32 @@ if TYPE_CHECKING:
     from ..flow import Flow
     from ..report import Baseline, CassetteUse, FlowRow, Growth, Outcome, Tolerance, UnusedInteractions
 
+
+def _rewrite_asserts_of_the_glue_only() -> None:
+    """Let pytest rewrite the asserts of ``pytest_agentflows.plugin`` only, not of the whole package.
+
+    pytest marks every top-level package of a plugin's distribution for assertion rewriting, so each core
+    module (about 60, none with an assert a test reads) was parsed and recompiled on import in every
+    session where bytecode is not cached (``PYTHONDONTWRITEBYTECODE=1``, common in CI images): about
+    0.6 s per session. The core raises its own messages; the pytest glue stays rewritten.
+    """
+    for hook in sys.meta_path:
+        must = getattr(hook, "_must_rewrite", None)
+        cache = getattr(hook, "_marked_for_rewrite_cache", None)
+        if (
+            type(hook).__name__ != "AssertionRewritingHook"
+            or not isinstance(must, set)
+            or "pytest_agentflows" not in must
+        ):
+            continue
+        must.discard("pytest_agentflows")
+        must.add(__name__)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
+_rewrite_asserts_of_the_glue_only()
+
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
 _RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
@@ -169,7 +195,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "agentflows_integrations",
         "framework integrations switched on in every flow when their framework is imported: 'auto' "
-        "(default: all), 'none', or names (openai_agents)",
+        "(default: all), 'none', or names (openai_agents, otel, langgraph, crewai)",
         default="auto",
     )
     parser.addini(

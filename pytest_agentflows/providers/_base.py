@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -97,6 +98,8 @@ def as_int(value: Any) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=512)
 def url_path(url: str) -> str:
-    """The path of ``url`` without a trailing slash (``""`` for the root)."""
+    """The path of ``url`` without a trailing slash (``""`` for the root); memoised (a flow's model
+    requests go to a handful of URLs, and every request is matched against every adapter)."""
     return urlsplit(url).path.rstrip("/")

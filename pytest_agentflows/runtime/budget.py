@@ -798,6 +798,10 @@ def refusal(flow_pool: BudgetPool | None) -> BudgetExceeded | None:
     Args:
         flow_pool: The active flow's pool, or ``None``.
     """
+    if current_reservation.get() is None and (
+        flow_pool is None or (flow_pool.cap_usd is None and flow_pool.cap_tokens is None)
+    ):
+        return None  # no cap applies (the usual flow): nothing to look up
     agent = current_agent.get()
     accounts: list[tuple[_Account, BudgetPool]] = []
     for res in _context_reservations():

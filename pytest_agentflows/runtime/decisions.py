@@ -44,6 +44,10 @@ _held: contextvars.ContextVar[dict[int, list[Decision]] | None] = contextvars.Co
 """Per thread or task: the decision logs (by ``id``) whose new records are held (``DecisionLog.hold``)."""
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+"""Exact types whose values are plain and hold no secret (``str`` may hold one: it is scrubbed)."""
+
+
 def _sort_key(value: Any) -> tuple[str, str]:
     return (type(value).__name__, json.dumps(value, sort_keys=True, default=str))
 
@@ -192,9 +196,15 @@ class DecisionLog:
         *,
         at: float | None = None,
     ) -> Decision:
-        extra = {name: to_plain(value) for name, value in fields.items()}
-        if self._scrub is not None:
-            extra = {name: self._scrub(value) for name, value in extra.items()}
+        scrub = self._scrub
+        extra = {
+            # exact plain scalars as they are (a model call's fields), the rest made plain; strings,
+            # lists and mappings scrubbed
+            name: value
+            if type(value) in _SCALARS
+            else (to_plain(value) if scrub is None else scrub(to_plain(value)))
+            for name, value in fields.items()
+        }
         held = self._held_list()
         if held is not None:
             if at is None:
