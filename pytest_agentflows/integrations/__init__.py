@@ -31,6 +31,7 @@ INTEGRATIONS: dict[str, tuple[str, str]] = {
     "openai_agents": ("agents", ".openai_agents"),
     "otel": ("opentelemetry.sdk.trace", ".otel"),
     "langgraph": ("langgraph", ".langgraph"),
+    "crewai": ("crewai", ".crewai"),
 }
 """Integration name -> (the framework's top-level module, our adapter module)."""
 

@@ -195,7 +195,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "agentflows_integrations",
         "framework integrations switched on in every flow when their framework is imported: 'auto' "
-        "(default: all), 'none', or names (openai_agents, otel, langgraph)",
+        "(default: all), 'none', or names (openai_agents, otel, langgraph, crewai)",
         default="auto",
     )
     parser.addini(
