@@ -154,3 +154,29 @@ def test_without_match_ignore_the_miss_diff_says_what_was_normalised(
             '*-  "user": "session-*',
         ]
     )
+
+
+def test_a_json_body_given_as_an_object_matches_its_recorded_text(tmp_path: Any) -> None:
+    """vcrpy's aiohttp stub hands a ``json=`` body over as the object itself (aiohttp sends its JSON text):
+    it matches the recorded text, and a miss with such a body is an ordinary miss, not a TypeError."""
+    import yaml
+    from vcr.request import Request
+
+    from pytest_agentflows import UnrecordedRequestError
+
+    url = "https://api.example.com/v1/echo"
+    path = tmp_path / "c.yaml"
+    interaction = {
+        "request": {"method": "POST", "uri": url, "headers": {}, "body": '{"q": 1, "tags": ["a"]}'},
+        "response": {"status": {"code": 200, "message": "OK"}, "headers": {}, "body": {"string": "one"}},
+    }
+    path.write_text(yaml.safe_dump({"interactions": [interaction], "version": 1}), encoding="utf-8")
+    with Flow(cassette=str(path), record="none").activate() as flow:
+        cassette = flow._cassette
+        assert cassette.can_play_response_for(Request("POST", url, {"tags": ["a"], "q": 1}, {}))
+        assert cassette.play_response(Request("POST", url, {"tags": ["a"], "q": 1}, {}))["body"] == {
+            "string": b"one"
+        }
+        with pytest.raises(UnrecordedRequestError, match="no recorded interaction matches"):
+            cassette.play_response(Request("POST", url, {"q": 2}, {}))
+        flow.misses.clear()  # the miss above was expected

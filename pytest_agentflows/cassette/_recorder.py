@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
 import os
 import sys
 import time
@@ -249,12 +250,12 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             return request_key(
                 request.method,
                 request.uri,
-                request.body_bytes,
+                _body_bytes(request),
                 secret_query=self.redactor.query_keys,
                 ignore_paths=self.ignore_paths,
             )
         redactor = self.redactor
-        body = request.body_bytes
+        body = _body_bytes(request)
         memo_key = (request.method, request.uri, body)
         key = self._key_memo.get(memo_key)
         if key is None:
@@ -550,6 +551,17 @@ class CassetteUsage:
     """Interactions recorded (and saved) by the flow."""
     pruned: int = 0
     """Loaded interactions dropped from the file because the flow no longer used them."""
+
+
+def _body_bytes(request: Any) -> Any:
+    """A request's body as bytes, str or ``None``: vcrpy's aiohttp stub passes a ``json=`` body as the
+    object itself, which is sent (and matched) as its JSON text, as aiohttp sends it."""
+    body = request.body_bytes
+    if body is None or isinstance(body, bytes | str):
+        return body
+    if isinstance(body, bytearray):
+        return bytes(body)
+    return json.dumps(body).encode()
 
 
 def _request_dict(request: Any) -> dict[str, Any]:
