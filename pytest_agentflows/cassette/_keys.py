@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..providers._body import parse_json
+
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"})
 
 RequestKey = tuple[str, str, str]
@@ -232,7 +234,7 @@ def canonical_body(
     if text.startswith("--"):
         return normalise_multipart(text)
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except ValueError:
         return text
     if ignore_keys and isinstance(data, dict):

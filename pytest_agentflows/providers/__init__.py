@@ -15,9 +15,7 @@ Token counts are the response's own usage fields (see each adapter module); the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from ..runtime._models import Message, ModelCall, Usage
 from ._base import ParsedCall, ProviderAdapter
@@ -43,8 +41,6 @@ __all__ = [
     "register_adapter",
     "response_text",
 ]
-
-_M = TypeVar("_M", bound=BaseModel)
 
 _ADAPTERS: list[ProviderAdapter] = [
     OpenAIChatAdapter(),
@@ -135,21 +131,6 @@ def _parse(
     return adapter, parsed, streamed, request_json
 
 
-def _validated(cls: type[_M], /, **fields: Any) -> _M:
-    return cls(**fields)
-
-
-def _constructed(cls: type[_M], /, **fields: Any) -> _M:
-    return cls.model_construct(**fields)
-
-
-class _Build(Protocol):
-    def __call__(self, cls: type[_M], /, **fields: Any) -> _M: ...
-
-
-_BUILT_IN_BUILD: dict[type, _Build] = {type(a): _constructed for a in _ADAPTERS}
-
-
 def call_from_normalised(
     request: Mapping[str, Any],
     response: Mapping[str, Any],
@@ -192,11 +173,7 @@ def call_from_normalised(
             api_url=request["uri"],
             at=price_time_from_date_header(header_value(response["headers"], "date")),
         )
-    # The built-in adapters type-check every value they read: pydantic's validation would only repeat it
-    # (a quarter of a replayed call's ledger cost). A registered adapter's values are validated.
-    build: _Build = _BUILT_IN_BUILD.get(type(adapter), _validated)
-    usage = build(
-        Usage,
+    usage = Usage(
         input_tokens=parsed.input_tokens,
         output_tokens=parsed.output_tokens,
         cost_usd=cost,
@@ -207,13 +184,12 @@ def call_from_normalised(
     tools = parsed.tool_calls
     text = parsed.text or ""
     if scrub is not None:
-        messages = tuple(Message.model_construct(role=m.role, text=scrub(m.text)) for m in messages)
+        messages = tuple(Message(role=m.role, text=scrub(m.text)) for m in messages)
         text = scrub(text)
         tools = tuple(t.model_copy(update={"arguments": scrub(t.arguments)}) for t in tools)
     if agent is not None:
         tools = tuple(t.model_copy(update={"agent": agent}) for t in tools)
-    return build(
-        ModelCall,
+    return ModelCall(
         agent=agent,
         provider=adapter.provider,
         model=model,

@@ -37,7 +37,10 @@ def looks_like_sse(body: bytes | str) -> bool:
     Returns:
         ``True`` for ``data: …`` / ``event: …`` streams, ``False`` for JSON and anything else.
     """
-    text = body[:2048].decode("utf-8", "replace") if isinstance(body, bytes) else body[:2048]
+    head = body[:2048]
+    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+    if text.lstrip()[:1] in ("{", "["):  # JSON (the usual non-stream body): no line of it is an SSE field
+        return False
     for line in _LINE_END.split(text):
         stripped = line.strip()
         if not stripped or stripped.startswith(":"):

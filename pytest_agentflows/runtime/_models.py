@@ -42,8 +42,7 @@ class Usage(BaseModel):
             cost = None
         else:
             cost = round(self.cost_usd + other.cost_usd, 12)
-        # both were validated: their sums need no second validation (a budget charges one per model call)
-        return Usage.model_construct(
+        return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cost_usd=cost,
