@@ -234,6 +234,29 @@ async def test_async_openai_retries_503_on_the_virtual_loop(
     assert agentflow.elapsed == 1.5 + 1.5 + 0.5
 
 
+async def test_async_openai_backoff_between_two_loop_ticks_ends(
+    agentflow: Flow, scripted_model: ScriptedModel, no_real_sleep: None
+) -> None:
+    """openai's jittered backoffs for agent "search" (0.385142..., 0.865263... s) fall between two ticks of
+    the virtual loop; on looptime 0.7 (the py310 leg) such a timer froze the loop for ever."""
+    loop = asyncio.get_running_loop()
+    probe = loop.call_later(0.3851422, lambda: None)  # fail here, not hang below, if timers leave the ticks
+    probe.cancel()
+    assert round(probe.when() * 1e6) == probe.when() * 1e6
+    scripted_model.openai(agent="search").reply("found it", latency=0.5)
+    agentflow.faults.status("search", 500, times=2)
+    client = openai.AsyncOpenAI(api_key="k", max_retries=2)
+    try:
+        with agentflow.agent("search"):
+            reply = await client.chat.completions.create(model=GPT, messages=MESSAGES)
+    finally:
+        await client.close()
+    assert reply.choices[0].message.content == "found it"
+    at = [d.at for d in agentflow.decisions if d.kind == "fault_injected"]
+    assert at == [0.0, 0.385143]  # each backoff ends at the next microsecond tick
+    assert agentflow.elapsed == round(0.385143 + 0.865264 + 0.5, 9)
+
+
 def test_anthropic_retries_529_and_gives_up_after_max_retries(
     agentflow: Flow, scripted_model: ScriptedModel, no_real_sleep: None
 ) -> None:

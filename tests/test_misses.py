@@ -4,7 +4,6 @@ that made it; short failure reports for misses, verdicts and cassettes that cann
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -183,10 +182,6 @@ def test_patterns_never_count_a_miss_as_an_agent_failure(tmp_path: Path) -> None
     assert len(flow.misses) == 3
 
 
-@pytest.mark.skipif(
-    int(version("openai").split(".")[0]) < 3,
-    reason="openai 2.x (py310 CI leg) re-raises the miss from its own frame: the report is not cut yet",
-)
 def test_a_miss_report_stops_at_the_users_code(offline: pytest.Pytester) -> None:
     offline.makepyfile(
         test_short="""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from importlib.metadata import version
 
 import pytest
 
@@ -71,10 +70,6 @@ def _calls(lines: list[str]) -> int:
     raise AssertionError("no agentflows summary line:\n" + "\n".join(lines))
 
 
-@pytest.mark.skipif(
-    int(version("openai").split(".")[0]) < 3,
-    reason="with openai 2.x (the py310 CI leg) the refused async request after the cap hangs the loop: to fix",
-)
 def test_runaway_loop_stops_at_the_budget_recording_and_replaying(
     project: pytest.Pytester, model_server: LocalModelServer, go_offline: Callable[[], None]
 ) -> None:

@@ -95,3 +95,33 @@ def test_asyncio_run_joins_the_executor_on_real_time() -> None:
         warnings.simplefilter("error")  # "The executor did not finishing joining its threads within 300 s"
         assert asyncio.run(flow()) == 5.0
     assert clock.now() == 5.0
+
+
+@pytest.mark.parametrize(
+    ("delay", "ends_at"),
+    [(0.4223362, 0.422337), (0.4223358, 0.422336), (4e-7, 1e-6), (1e-10, 0.0), (2.5, 2.5)],
+)
+def test_a_timer_between_two_loop_ticks_fires_at_the_next_one(delay: float, ends_at: float) -> None:
+    """looptime counts the virtual loop time in 1 µs ticks; before 0.9 it froze on a timer due between two.
+
+    Whatever looptime is installed, a timer fires at the first tick at or after its time (a timer
+    scheduled before the clock attached too), so the same sleeps take the same virtual time in every leg.
+    """
+    clock = VirtualClock()
+
+    async def flow() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        early = asyncio.Event()
+        loop.call_later(delay + 1.0, early.set)  # scheduled on real time, before the loop is virtual
+        assert clock.attach_loop()
+        probe = loop.call_later(delay, lambda: None)
+        probe.cancel()
+        assert round(probe.when() * 1e6) == probe.when() * 1e6  # fails here instead of hanging below
+        await asyncio.sleep(delay)
+        slept = clock.now()
+        await early.wait()
+        return slept, clock.now()
+
+    slept, woke = asyncio.run(flow())
+    assert slept == ends_at
+    assert 0 < woke - slept <= 1.0  # less the real time that passed before the clock attached

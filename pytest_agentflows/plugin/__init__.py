@@ -676,7 +676,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     except BaseException as exc:
         if FLOW_KEY in item.stash:
             item.stash[CALL_KEY] = _call_ended(exc)
-            _shorten_miss(exc)
+            if _shorten_miss(exc):
+                # not a bare ``raise``: Python 3.10's re-raises with the traceback the exception was
+                # caught with, undoing the cut (3.11+ takes the exception's own ``__traceback__``)
+                raise exc
         raise
     if flow is not None:
         item.stash[CALL_KEY] = "passed"
@@ -750,16 +753,18 @@ def _library_dirs() -> tuple[str, ...]:
     return _LIBRARY_DIRS
 
 
-def _shorten_miss(exc: BaseException) -> None:
+def _shorten_miss(exc: BaseException) -> bool:
     """Cut a miss's traceback after the last frame of the user's code (the call that made the request).
 
     Below it are only the SDK, httpx, vcrpy's stubs and this plugin (~100 lines pytest would print before
-    the message); above it stay the test and the app code that led to the request.
+    the message); above it stay the test and the app code that led to the request. Returns whether it
+    cut: the caller then raises ``exc`` by name (a bare ``raise`` would restore the whole traceback on
+    Python 3.10).
     """
     from ..errors import UnrecordedRequestError
 
     if not isinstance(exc, UnrecordedRequestError):
-        return
+        return False
     import os
     import types
 
@@ -776,11 +781,12 @@ def _shorten_miss(exc: BaseException) -> None:
         and not entry.tb_frame.f_code.co_filename.startswith("<")
     ]
     if not user or user[-1] == len(entries) - 1:
-        return
+        return False
     chain = None
     for entry in reversed(entries[: user[-1] + 1]):
         chain = types.TracebackType(chain, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
     exc.with_traceback(chain)
+    return True
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -170,6 +170,7 @@ class VirtualClock:
             self._looptime_cm = patched.looptime_enabled()
             self._looptime_cm.__enter__()
             self._real_time_executor_shutdown(patched)
+        _timers_on_ticks(patched)
         base_now = self.now()
         self._loop = patched
         self._loop_origin = patched.time()
@@ -323,6 +324,46 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self.now():.3f}s, elapsed={self.elapsed:.3f}s)"
+
+
+_TICKS_ATTR = "_agentflows_ticks"
+"""Set on a looptime loop once its ``call_at`` puts timers on ticks (:func:`_timers_on_ticks`)."""
+
+
+def _timers_on_ticks(loop: Any) -> None:
+    """Make every timer of the looptime ``loop`` due on a tick of its clock, the first one not before it.
+
+    looptime counts the loop time in whole ticks (1 µs by default) and, with nothing else to do, moves it
+    by the next timer's timeout rounded to ticks. A timer due between two ticks (an SDK's jittered retry
+    wait: ``anyio.sleep(0.4223362)``) is left less than a tick ahead when that rounding goes down; looptime
+    before 0.9 then moves 0 ticks per loop iteration while asyncio never reaches the timer, and the loop
+    spins in ``select`` for ever (0.9 adds the missing tick itself). So, while looptime runs the loop, a
+    timer is scheduled at the first tick at or after its time (nanosecond noise ignored, like asyncio's
+    clock resolution): it fires there with any looptime version, less than a tick late. Timers already
+    scheduled (on real time, before the loop was made virtual) are moved the same way, in heap order.
+    """
+    import heapq
+    import math
+
+    def on_tick(when: float) -> float:
+        ticks = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
+        if not isinstance(ticks, int) or ticks <= 0 or not loop.looptime_on:
+            return when
+        return math.ceil(when * ticks - 1e-9 * ticks) / ticks
+
+    if not loop.__dict__.get(_TICKS_ATTR):
+        call_at = loop.call_at
+
+        def call_at_tick(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+            return call_at(on_tick(when), callback, *args, **kwargs)
+
+        loop.call_at = call_at_tick
+        loop.__dict__[_TICKS_ATTR] = True
+    scheduled = getattr(loop, "_scheduled", None)
+    if isinstance(scheduled, list):
+        for handle in scheduled:
+            handle._when = on_tick(handle._when)
+        heapq.heapify(scheduled)
 
 
 _executor_lock = threading.Lock()
