@@ -167,6 +167,12 @@ class _Handler:
         self._handed_back: set[Any] = set()
         """Tool call ids of the hand-back messages already recorded (outputs repeat the history)."""
 
+    def _register(self, run_id: Hashable, run: _Run) -> _Run | None:
+        """Keep ``run`` under ``run_id``; returns its parent run, if it is one of ours."""
+        with self._lock:
+            self._runs[run_id] = run
+            return self._runs.get(run.parent) if run.parent is not None else None
+
     # -- chains: graphs, nodes and what runs inside them -------------------------------------------------
     def on_chain_start(
         self,
@@ -190,9 +196,7 @@ class _Handler:
         )
         if is_async:
             run.task = _current_task()
-        with self._lock:
-            self._runs[run_id] = run
-            parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        parent = self._register(run_id, run)
         node = metadata.get("langgraph_node")
         if run.ns is not None and isinstance(node, str) and (parent is None or parent.ns != run.ns):
             self._node_started(run_id, run, parent, node, metadata.get("langgraph_step"), is_async)
@@ -257,9 +261,7 @@ class _Handler:
         destination = (metadata or {}).get(HANDOFF_DESTINATION)
         handoff_to = destination if isinstance(destination, str) and destination else None
         run = _Run(parent_run_id, None, None, tool=str(name), handoff_to=handoff_to)
-        with self._lock:
-            self._runs[run_id] = run
-            parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        parent = self._register(run_id, run)
         self._inner_started(run, parent, tags, is_async)
         if run.agent is None:
             run.agent = current_agent.get()
