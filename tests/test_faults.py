@@ -242,7 +242,7 @@ async def test_async_openai_backoff_between_two_loop_ticks_ends(
     loop = asyncio.get_running_loop()
     probe = loop.call_later(0.3851422, lambda: None)  # fail here, not hang below, if timers leave the ticks
     probe.cancel()
-    assert round(probe.when() * 1e6) == probe.when() * 1e6
+    assert 0 < probe.when() * 1e6 - round(probe.when() * 1e6) < 0.1  # due at a tick (just past it)
     scripted_model.openai(agent="search").reply("found it", latency=0.5)
     agentflow.faults.status("search", 500, times=2)
     client = openai.AsyncOpenAI(api_key="k", max_retries=2)

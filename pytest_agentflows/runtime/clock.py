@@ -204,7 +204,7 @@ class VirtualClock:
         loop = self._loop
         if loop is None:
             return
-        reached = round(self._base + (loop.time() - self._loop_origin), _ROUND)
+        reached = round(self._base + self._loop_elapsed(loop), _ROUND)
         with self._lock:
             self._frontier = max(self._frontier, reached)
         self._loop = None
@@ -238,7 +238,19 @@ class VirtualClock:
         if loop is None:  # a thread doing executor work sees its caller's loop time at submission
             offset: float = getattr(self._executor_thread, "offset", 0.0)
             return offset
-        return loop.time() - self._loop_origin
+        return self._loop_elapsed(loop)
+
+    def _loop_elapsed(self, loop: Any) -> float:
+        """Seconds the attached ``loop`` ran since it attached, in whole looptime ticks.
+
+        Both readings are floats near the machine's uptime: their difference is rounded to the loop's
+        ticks, else it carries that float's noise (nanoseconds after a year of uptime).
+        """
+        elapsed: float = loop.time() - self._loop_origin
+        ticks = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
+        if isinstance(ticks, int) and ticks > 0 and loop.looptime_on:
+            return round(elapsed * ticks) / ticks
+        return elapsed
 
     # -- threads awaited by asyncio code ---------------------------------------------------------------
     @contextmanager
@@ -328,6 +340,10 @@ class VirtualClock:
 
 _TICKS_ATTR = "_agentflows_ticks"
 """Set on a looptime loop once its ``call_at`` puts timers on ticks (:func:`_timers_on_ticks`)."""
+_PAST_THE_TICK = 0.02
+"""How far past its tick a timer is put, in ticks: above float noise, below :data:`_DUE_WITHIN`."""
+_DUE_WITHIN = 0.1
+"""The loop's clock resolution while virtual, in ticks: a timer this close to the loop time is due."""
 
 
 def _timers_on_ticks(loop: Any) -> None:
@@ -341,6 +357,13 @@ def _timers_on_ticks(loop: Any) -> None:
     timer is scheduled at the first tick at or after its time (nanosecond noise ignored, like asyncio's
     clock resolution): it fires there with any looptime version, less than a tick late. Timers already
     scheduled (on real time, before the loop was made virtual) are moved the same way, in heap order.
+
+    The loop's time is a float near the machine's uptime, so ``when - loop.time()`` carries rounding noise
+    of the order of that float's ulp. A timer exactly one tick ahead would then look *less* than a tick
+    ahead to looptime 0.9, which adds a tick for such timeouts: it would fire a tick late (2 µs for
+    ``sleep(4e-7)``), more often the longer the machine has been up. So a timer is put a fiftieth of a tick
+    *past* its tick (far above the noise, up to years of uptime) and asyncio's clock resolution, the
+    margin within which it runs a timer as due, is made a tenth of a tick: the timer is due at its tick.
     """
     import heapq
     import math
@@ -349,8 +372,11 @@ def _timers_on_ticks(loop: Any) -> None:
         ticks = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
         if not isinstance(ticks, int) or ticks <= 0 or not loop.looptime_on:
             return when
-        return math.ceil(when * ticks - 1e-9 * ticks) / ticks
+        return (math.ceil(when * ticks - 1e-9 * ticks) + _PAST_THE_TICK) / ticks
 
+    resolution = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
+    if isinstance(resolution, int) and resolution > 0:
+        loop._clock_resolution = max(loop._clock_resolution, _DUE_WITHIN / resolution)
     if not loop.__dict__.get(_TICKS_ATTR):
         call_at = loop.call_at
 
