@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
-from .providers import parse_interaction
+from .providers import _model_call
+from .providers._body import normalise_request, normalise_response
 from .runtime._binding import bind
 from .runtime._context import (
     AgentScope,
@@ -313,13 +314,24 @@ class Flow:
             self.clock.advance(latency)
         if exchange.request is None or exchange.response is None:
             return
+        parent = current_scope.get()
+
+        def ledger_fields() -> dict[str, Any]:  # only for a model call: an id is a counter
+            return {
+                "replayed": exchange.replayed,
+                "started_at": round(started, 6),
+                "id": self.ids.next_id("call", parent),
+                "parent": parent,
+            }
+
         try:
-            call = parse_interaction(
-                exchange.request,
-                exchange.response,
-                agent=exchange.agent,
-                latency_s=latency,
-                scrub=self.redactor.scrub_data if self.redactor.scrubs_data else None,
+            call = _model_call(
+                normalise_request(exchange.request),
+                normalise_response(exchange.response),
+                exchange.agent,
+                latency,
+                self.redactor.scrub_data if self.redactor.scrubs_data else None,
+                ledger_fields,
             )
         except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
             from .errors import CassetteError
@@ -328,15 +340,6 @@ class Flow:
             raise CassetteError(str(self.cassette_path or "(no cassette)"), where, str(exc)) from exc
         if call is None:
             return
-        parent = current_scope.get()
-        call = call.model_copy(
-            update={
-                "replayed": exchange.replayed,
-                "started_at": round(started, 6),
-                "id": self.ids.next_id("call", parent),
-                "parent": parent,
-            }
-        )
         self.add_call(call)
         if self.record_model_calls:
             fields: dict[str, Any] = {

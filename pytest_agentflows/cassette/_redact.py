@@ -68,6 +68,20 @@ def _secret_query_pattern(names: frozenset[str]) -> re.Pattern[str]:
     return re.compile(rf"([?&;](?:{alternatives})=)(?!<REDACTED)[^&#\s'\"<>)]+", re.IGNORECASE)
 
 
+def _header_text(part: Any) -> str:
+    """A header name or value as text: bytes decoded as httpx does (UTF-8, else Latin-1)."""
+    if isinstance(part, bytes):
+        try:
+            return part.decode("utf-8")
+        except UnicodeDecodeError:
+            return part.decode("latin-1")
+    return str(part)
+
+
+_LEARNED_HEADERS_MAX = 4096
+"""How many (header, value) pairs :meth:`Redactor.learn` remembers having read (a bound on memory)."""
+
+
 @functools.lru_cache(maxsize=2048)
 def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
     low = name.lower()
@@ -203,6 +217,7 @@ class Redactor:
         self.query_keys = BUILTIN_QUERY | frozenset(q.lower() for q in self.query)
         self._lock = threading.Lock()
         self._known: frozenset[str] = frozenset()  # learned values
+        self._learned_headers: set[tuple[Any, Any]] = set()  # (name, value) pairs :meth:`learn` has read
         raw = getattr(os.environ, "_data", None) if self.environ is None else None
         self._raw_env: dict[Any, Any] | None
         self._env: tuple[tuple[str, str], ...]
@@ -277,9 +292,17 @@ class Redactor:
         see :meth:`refresh_env`).
         """
         changed = False
-        for name, value in request.headers.items():
+        learned = self._learned_headers
+        headers = request.headers
+        raw = getattr(headers, "raw", None)  # httpx: (name, value) bytes, one per line, not decoded yet
+        for item in raw if isinstance(raw, list) else headers.items():
+            if item in learned:  # the same header and value as an earlier request: nothing new in it
+                continue
+            name, value = (_header_text(part) for part in item)
             if _is_secret_header(name, self._headers):
-                changed |= self.remember(header_secret_values(name, str(value)))
+                changed |= self.remember(header_secret_values(name, value))
+            if isinstance(item[1], str | bytes) and len(learned) < _LEARNED_HEADERS_MAX:
+                learned.add(item)
         uri = request.uri
         if "@" in uri or "?" in uri:
             changed |= self.learn_url(uri)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..runtime._models import Message, ModelCall, Usage
 from ._base import ParsedCall, ProviderAdapter
-from ._body import BodyError, header_value, json_or_none, normalise_request, normalise_response
+from ._body import BodyError, json_or_none, normalise_request, normalise_response
 from ._pricing import price_time_from_date_header, price_usd
 from ._sse import looks_like_sse
 from .anthropic_messages import AnthropicMessagesAdapter
@@ -87,9 +87,13 @@ def find_adapter(method: str, url: str, request_json: Any = None) -> ProviderAda
     return None
 
 
-def _is_stream(headers: Mapping[str, list[str]], body: bytes) -> bool:
-    content_type = (header_value(headers, "content-type") or "").lower()
-    return "text/event-stream" in content_type or looks_like_sse(body)
+def _first_values(headers: Mapping[str, list[str]]) -> dict[str, str]:
+    """``{lower-case name: first value}`` of normalised headers (one pass, for several lookups)."""
+    first: dict[str, str] = {}
+    for key, values in headers.items():
+        if values:
+            first.setdefault(key.lower(), values[0])  # the first of two spellings, as header_value
+    return first
 
 
 def parse_normalised(
@@ -111,8 +115,8 @@ def parse_normalised(
 
 def _parse(
     request: Mapping[str, Any], response: Mapping[str, Any]
-) -> tuple[ProviderAdapter, ParsedCall, bool, Any] | None:
-    """:func:`parse_normalised`, plus the request body parsed as JSON."""
+) -> tuple[ProviderAdapter, ParsedCall, bool, Any, str | None] | None:
+    """:func:`parse_normalised`, plus the request body parsed as JSON and the ``Date`` header."""
     code = response["status"]["code"]
     if not 200 <= code < 300:
         return None
@@ -120,15 +124,15 @@ def _parse(
     adapter = find_adapter(request["method"], request["uri"], request_json)
     if adapter is None:
         return None
-    headers: Mapping[str, list[str]] = response["headers"]
-    if header_value(headers, "content-encoding") not in (None, "", "identity"):
+    headers = _first_values(response["headers"])
+    if headers.get("content-encoding") not in (None, "", "identity"):
         return None  # could not be decoded
     body: bytes = response["body"]["string"]
-    streamed = _is_stream(headers, body)
+    streamed = "text/event-stream" in headers.get("content-type", "").lower() or looks_like_sse(body)
     parsed = adapter.parse(request_json, body, streamed=streamed)
     if parsed is None:
         return None
-    return adapter, parsed, streamed, request_json
+    return adapter, parsed, streamed, request_json, headers.get("date")
 
 
 def call_from_normalised(
@@ -152,10 +156,22 @@ def call_from_normalised(
     Returns:
         The call, or ``None`` (see :func:`parse_normalised`).
     """
+    return _model_call(request, response, agent, latency_s, scrub, None)
+
+
+def _model_call(
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    agent: str | None,
+    latency_s: float,
+    scrub: Callable[[Any], Any] | None,
+    ledger_fields: Callable[[], Mapping[str, Any]] | None,
+) -> ModelCall | None:
+    """:func:`call_from_normalised`; ``ledger_fields()`` (called only for a model call) adds fields."""
     found = _parse(request, response)
     if found is None:
         return None
-    adapter, parsed, streamed, request_json = found
+    adapter, parsed, streamed, request_json, date = found
     model = parsed.model
     if model is None and isinstance(request_json, dict) and isinstance(request_json.get("model"), str):
         model = request_json["model"]
@@ -171,7 +187,7 @@ def call_from_normalised(
             cache_write_tokens=parsed.cache_write_tokens,
             cache_write_1h_tokens=parsed.cache_write_1h_tokens,
             api_url=request["uri"],
-            at=price_time_from_date_header(header_value(response["headers"], "date")),
+            at=price_time_from_date_header(date),
         )
     usage = Usage(
         input_tokens=parsed.input_tokens,
@@ -184,7 +200,7 @@ def call_from_normalised(
     tools = parsed.tool_calls
     text = parsed.text or ""
     if scrub is not None:
-        messages = tuple(Message(role=m.role, text=scrub(m.text)) for m in messages)
+        messages = tuple(_scrubbed(m, scrub) for m in messages)
         text = scrub(text)
         tools = tuple(t.model_copy(update={"arguments": scrub(t.arguments)}) for t in tools)
     if agent is not None:
@@ -202,7 +218,13 @@ def call_from_normalised(
         tool_calls=list(tools),
         finish_reason=parsed.finish_reason,
         usage_reported=parsed.usage_reported,
+        **(ledger_fields() if ledger_fields is not None else {}),
     )
+
+
+def _scrubbed(message: Message, scrub: Callable[[Any], Any]) -> Message:
+    text = scrub(message.text)
+    return message if text is message.text else Message(role=message.role, text=text)
 
 
 def parse_interaction(
