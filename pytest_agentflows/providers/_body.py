@@ -17,7 +17,8 @@ The normal form is the stock vcrpy shape with bytes bodies, compressed bodies de
     response: {"status": {"code": int, "message": str}, "headers": {name: [value, ...]},
                "body": {"string": bytes}}
 
-plus the response's ``"agentflows"`` metadata mapping when there is one.
+plus the response's ``"agentflows"`` metadata mapping when there is one. A dict already in normal form
+(as a replayed interaction is stored) is returned as it is, not copied: callers must not mutate the result.
 """
 
 from __future__ import annotations
@@ -282,6 +283,30 @@ def _decoded_headers(headers: dict[str, list[str]], body: bytes) -> dict[str, li
     return out
 
 
+_META = "agentflows"
+"""The key of this plugin's metadata in a stored response (``cassette._recorder.META_KEY``)."""
+
+
+def _is_normal(raw: Any, first: str, body: str) -> bool:
+    """Whether ``raw`` is a plain dict whose headers are already ``{str: [str]}`` with no content coding.
+
+    The checks :func:`normalise_request` and :func:`normalise_response` make before returning ``raw``
+    itself, as a replayed interaction is stored: no copy, no second decoding.
+    """
+    if type(raw) is not dict or first not in raw or body not in raw or "parsed_body" in raw:
+        return False
+    headers = raw.get("headers")
+    if type(headers) is not dict:
+        return False
+    for key, values in headers.items():
+        if type(key) is not str or type(values) is not list or key.lower() == "content-encoding":
+            return False
+        for value in values:
+            if type(value) is not str:
+                return False
+    return True
+
+
 def normalise_request(raw: Any) -> dict[str, Any]:
     """The normal form of a vcrpy request dict (see the module docstring).
 
@@ -291,6 +316,15 @@ def normalise_request(raw: Any) -> dict[str, Any]:
     Raises:
         BodyError: A field is missing or has the wrong type, or a compressed body does not decompress.
     """
+    if (
+        _is_normal(raw, "method", "body")
+        and type(raw["method"]) is str
+        and raw["method"].isupper()
+        and type(raw.get("uri")) is str
+        and raw["uri"]
+        and (raw["body"] is None or type(raw["body"]) is bytes)
+    ):
+        return raw  # type: ignore[no-any-return]  # already in normal form (a replayed request)
     if not isinstance(raw, Mapping):
         raise BodyError("request", f"expected a mapping, found {type(raw).__name__}")
     method = raw.get("method")
@@ -327,6 +361,16 @@ def normalise_response(raw: Any) -> dict[str, Any]:
     Raises:
         BodyError: A field is missing or has the wrong type, or a compressed body does not decompress.
     """
+    if (
+        _is_normal(raw, "status", "body")
+        and type(raw["status"]) is dict
+        and type(raw["status"].get("code")) is int
+        and type(raw["status"].get("message", "")) is str
+        and type(raw["body"]) is dict
+        and type(raw["body"].get("string")) is bytes
+        and (_META not in raw or type(raw[_META]) is dict)
+    ):
+        return raw  # type: ignore[no-any-return]  # already in normal form (a replayed response)
     if not isinstance(raw, Mapping):
         raise BodyError("response", f"expected a mapping, found {type(raw).__name__}")
     status = raw.get("status")
@@ -367,6 +411,6 @@ def normalise_response(raw: Any) -> dict[str, Any]:
         "headers": headers,
         "body": {"string": body},
     }
-    if isinstance(raw.get("agentflows"), Mapping):
-        out["agentflows"] = dict(raw["agentflows"])
+    if isinstance(raw.get(_META), Mapping):
+        out[_META] = dict(raw[_META])
     return out
