@@ -807,6 +807,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     from ..report import FlowRow
 
     row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports), chart=False)
+    # The item lives until the session ends: it must not keep the flow (its cassette, ledger and log)
+    # alive, or every later garbage collection walks all the flows of the session.
+    del item.__dict__["_agentflows_reports"]
+    if FLOW_KEY in item.stash:
+        del item.stash[FLOW_KEY]
     item.config.stash[ROWS_KEY].append(row)
     report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
 
