@@ -8,8 +8,11 @@ response bodies and headers; see ``_common.py``), in three variants over the sam
 * **pytest-agentflows**: ``def test_x(agentflow)``, replay only (the default);
 * **pytest-recording / vcrpy**: ``@pytest.mark.vcr`` with ``--record-mode=none`` (vcrpy's default
   matching, which ignores the body: the 4 requests are told apart by order only);
-* **floor**: the same SDK calls answered in memory by an ``httpx2.MockTransport`` (no cassette, no
-  plugin): what the SDK itself costs.
+* **floor**: the same SDK client (the SDK's default, as in the other two) with its transport's
+  ``handle_request`` answering from memory: the recorded bodies and headers, no cassette, no plugin. What
+  the SDK itself costs, client construction included (the default client loads the CA bundle: ~26 ms per
+  client, one client per module; until 2026-12-05 the floor used an ``httpx2.MockTransport`` client,
+  which skips that and answered with one header, so 0.5 ms per test of the SDK was counted as ours).
 
 Each variant is a whole ``python -m pytest -q`` session in a subprocess, all three interleaved in one run
 (rotated each repetition); the table gives medians of wall time and of the child's CPU time, and the
@@ -61,13 +64,15 @@ FLOOR = (
 import httpx2
 
 ANSWERS = {{body: answer.encode() for body, answer in json.loads({answers!r}).items()}}
+HEADERS = json.loads({headers!r})
 
-def handler(request):
-    return httpx2.Response(200, content=ANSWERS[request.content.decode()],
-                           headers={{"content-type": "application/json"}})
+def handle_request(transport, request):  # the SDK's own client and transport, answered from memory
+    body = request.read().decode()
+    return httpx2.Response(200, content=ANSWERS[body], headers=HEADERS[body])
 
-CLIENT = openai.OpenAI(base_url={base!r}, api_key="sk-bench-0000", max_retries=0,
-                       http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+httpx2.HTTPTransport.handle_request = handle_request
+
+CLIENT = openai.OpenAI(base_url={base!r}, api_key="sk-bench-0000", max_retries=0)
 
 def run():
     for kwargs in KWARGS:
@@ -90,11 +95,12 @@ def generate(root: Path, variant: str, tests: int) -> Path:
     (base / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     kwargs = json.dumps([c.create_kwargs(i) for i in range(CALLS)])
     answers = json.dumps({c.request_body(i).decode(): c.response_body(i).decode() for i in range(CALLS)})
+    headers = json.dumps({c.request_body(i).decode(): c.response_headers(i) for i in range(CALLS)})
     per_module = tests // MODULES
     for m in range(MODULES):
         name = f"test_mod_{m:02d}"
         if variant.startswith("floor"):
-            head = FLOOR.format(kwargs=kwargs, answers=answers, base=c.BASE_URL)
+            head = FLOOR.format(kwargs=kwargs, answers=answers, headers=headers, base=c.BASE_URL)
         else:
             head = OURS.format(kwargs=kwargs, base=c.BASE_URL)
         body = [head, "import pytest\n"]
