@@ -590,3 +590,50 @@ def test_fixture_set_covers_every_api_and_streaming_mode() -> None:
     seen = {(c.api, c.streamed) for p in CASSETTES for c in load_cassette(p).calls}
     apis = ("openai.chat", "openai.responses", "anthropic.messages")
     assert seen == {(api, streamed) for api in apis for streamed in (False, True)}
+
+
+def test_an_interaction_already_in_normal_form_is_taken_as_it_is_and_others_are_normalised() -> None:
+    """A replayed interaction is stored in normal form: the ledger reads it without copying it again.
+
+    Anything else (a compressed body, a lower-case method, a text body, a header given as one string)
+    still goes through the normalisation, and both give the same call.
+    """
+    from pytest_agentflows.providers._body import normalise_request, normalise_response
+
+    body = json.dumps({"model": "gpt-4o-mini", "choices": [{"message": {"content": "hi"}}]}).encode()
+    stored_response = {
+        "status": {"code": 200, "message": "OK"},
+        "headers": {"Content-Type": ["application/json"]},
+        "body": {"string": body},
+        "agentflows": {"agent": "writer", "latency_s": 0.5},
+    }
+    stored_request = {"method": "POST", "uri": OPENAI_URL, "headers": {}, "body": b"{}"}
+    assert normalise_response(stored_response) is stored_response
+    assert normalise_request(stored_request) is stored_request
+
+    gzipped = {
+        **stored_response,
+        "headers": {"Content-Type": ["application/json"], "Content-Encoding": ["gzip"]},
+        "body": {"string": gzip.compress(body)},
+    }
+    decoded = normalise_response(gzipped)
+    assert decoded is not gzipped
+    assert decoded["body"]["string"] == body
+    assert "Content-Encoding" not in decoded["headers"]
+    for variant in (
+        {**stored_request, "method": "post"},
+        {**stored_request, "body": "{}"},
+        {**stored_request, "headers": {"Content-Type": "application/json"}},
+    ):
+        normal = normalise_request(variant)
+        assert normal is not variant
+        assert (normal["method"], normal["body"]) == ("POST", b"{}")
+    one_string = {**stored_response, "headers": {"Content-Type": "application/json"}}
+    assert normalise_response(one_string) is not one_string
+    assert normalise_response(one_string)["headers"] == {"Content-Type": ["application/json"]}
+    calls = [
+        providers.call_from_normalised(normalise_request(stored_request), normalise_response(r))
+        for r in (stored_response, gzipped, one_string)
+    ]
+    assert calls[0] is not None and calls[0].output_text == "hi"
+    assert calls[0] == calls[1] == calls[2]

@@ -365,7 +365,7 @@ def normalise_response(raw: Any) -> dict[str, Any]:
         _is_normal(raw, "status", "body")
         and type(raw["status"]) is dict
         and type(raw["status"].get("code")) is int
-        and type(raw["status"].get("message", "")) is str
+        and type(raw["status"].get("message")) is str
         and type(raw["body"]) is dict
         and type(raw["body"].get("string")) is bytes
         and (_META not in raw or type(raw[_META]) is dict)
