@@ -530,3 +530,38 @@ def test_concurrent_unreserved_charges_are_all_counted() -> None:
     assert pool.spent_tokens == 4000
     assert pool.spent_usd == pytest.approx(2.0)
     assert pool.exceeded
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_totals_per_pool_agent_and_stage_equal_the_sum_of_the_charged_usages(seed: int) -> None:
+    """The pool keeps running totals in plain numbers; they must be what adding the ``Usage`` objects
+    gives, cost rounding and an unknown price (``None`` from then on) included."""
+    from functools import reduce
+
+    rng = random.Random(seed)
+    pool = BudgetPool()
+    charged: dict[str, list[Usage]] = {}
+    in_order: list[Usage] = []
+
+    def charge(i: int) -> Usage:
+        usage = Usage(
+            input_tokens=rng.randrange(5000),
+            output_tokens=rng.randrange(800),
+            cost_usd=None if rng.random() < 0.01 else rng.random() / 997,
+            cache_read_tokens=rng.randrange(100),
+            cache_write_tokens=rng.randrange(50),
+        )
+        agent = rng.choice(["planner", "writer", "critic"])
+        pool.charge(usage, agent=agent)
+        charged.setdefault(agent, []).append(usage)
+        in_order.append(usage)
+        return usage
+
+    for i in range(150):
+        charge(i)
+    with pool.acquire(agent="stage") as stage:  # charges in its block count there too
+        staged = [charge(i) for i in range(150)]
+        assert stage.usage == reduce(lambda a, b: a + b, staged, Usage())
+    assert pool.usage == reduce(lambda a, b: a + b, in_order, Usage())
+    assert pool.per_agent == {a: reduce(lambda x, y: x + y, charged[a], Usage()) for a in sorted(charged)}
+    assert list(pool.per_agent) == ["critic", "planner", "writer"]

@@ -88,12 +88,14 @@ def price_usd(
         The price rounded to 10 decimal places, or ``None`` when genai-prices knows no price for
         ``model`` at that provider.
     """
+    api_base = _api_base(api_url) if api_url else None
+    usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens)
+    if _regular(usage):  # a model with one price whatever the time (most): no time to work out
+        timeless = _rates_by_key.get((provider, model, api_base, None))
+        if timeless is not None:
+            return timeless.price(usage)
     when = at if at is not None else REFERENCE_TIME
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    api_base = None
-    if api_url:
-        parts = urlsplit(api_url)
-        api_base = f"{parts.scheme}://{parts.netloc}{parts.path}"
     return _price(
         provider,
         model,
@@ -105,6 +107,13 @@ def price_usd(
         api_base,
         when.replace(second=0, microsecond=0),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _api_base(api_url: str) -> str:
+    """``scheme://host/path`` of a request URL (no query): what genai-prices matches providers on."""
+    parts = urlsplit(api_url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 _BASE = (1000, 1000, 100, 100, 10)

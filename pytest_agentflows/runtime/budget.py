@@ -213,6 +213,42 @@ class PriceUnknownError(ValueError):
 
 
 # -- accounting ------------------------------------------------------------------------------------------
+class _Tally:
+    """A running :class:`Usage` total kept in plain numbers: adding a call builds no model.
+
+    :meth:`usage` gives exactly what summing the calls' ``Usage`` objects with ``+`` would (the same
+    rounding of the cost at each step).
+    """
+
+    __slots__ = ("cache_read", "cache_write", "cost", "input", "output")
+
+    def __init__(self) -> None:
+        self.input = self.output = self.cache_read = self.cache_write = 0
+        self.cost: float | None = 0.0
+
+    def add(self, usage: Usage) -> None:
+        self.input += usage.input_tokens
+        self.output += usage.output_tokens
+        self.cache_read += usage.cache_read_tokens
+        self.cache_write += usage.cache_write_tokens
+        cost = usage.cost_usd
+        self.cost = None if self.cost is None or cost is None else round(self.cost + cost, 12)
+
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input,
+            output_tokens=self.output,
+            cost_usd=self.cost,
+            cache_read_tokens=self.cache_read,
+            cache_write_tokens=self.cache_write,
+        )
+
+
+def _per_agent_usage(per_agent: dict[str, _Tally]) -> dict[str, Usage]:
+    """``{agent: Usage}`` sorted by agent name."""
+    return {agent: per_agent[agent].usage() for agent in sorted(per_agent)}
+
+
 class _Account:
     """What the pool and a reservation share: caps, spend, and what child reservations hold."""
 
@@ -226,7 +262,7 @@ class _Account:
         self._spent_tokens = 0
         self._held_usd = 0.0
         self._held_tokens = 0
-        self._usage = Usage()
+        self._usage = _Tally()
 
     def _cap(self, kind: BudgetKind) -> float | None:
         return self.cap_usd if kind == "usd" else self.cap_tokens
@@ -245,7 +281,7 @@ class _Account:
         if usage.cost_usd is not None:
             self._spent_usd = round(self._spent_usd + usage.cost_usd, _ROUND)
         self._spent_tokens += usage.total_tokens
-        self._usage = self._usage + usage
+        self._usage.add(usage)
 
 
 def _check_caps(usd: float | None, tokens: int | None, what: str) -> None:
@@ -272,7 +308,7 @@ class BudgetPool(_Account):
         _check_caps(usd, tokens, "BudgetPool")
         super().__init__(None if usd is None else float(usd), tokens)
         self._lock = threading.Lock()
-        self._per_agent: dict[str, Usage] = {}
+        self._per_agent: dict[str, _Tally] = {}
         self._calls = 0
         # The charge that first took the pool over a cap, per kind: (agent, amount of that charge).
         self._overrun: dict[BudgetKind, tuple[str | None, float]] = {}
@@ -332,7 +368,7 @@ class BudgetPool(_Account):
     def usage(self) -> Usage:
         """Total usage charged (``cost_usd`` is ``None`` if any call had an unknown price)."""
         with self._lock:
-            return self._usage
+            return self._usage.usage()
 
     @property
     def calls(self) -> int:
@@ -344,7 +380,7 @@ class BudgetPool(_Account):
     def per_agent(self) -> dict[str, Usage]:
         """Usage per agent name, sorted by name; spend outside any agent is under :data:`UNATTRIBUTED`."""
         with self._lock:
-            return dict(sorted(self._per_agent.items()))
+            return _per_agent_usage(self._per_agent)
 
     @property
     def exceeded(self) -> bool:
@@ -418,8 +454,10 @@ class BudgetPool(_Account):
         with self._lock:
             self._calls += 1
             self._add_spend(usage)
-            previous = self._per_agent.get(key)
-            self._per_agent[key] = usage if previous is None else previous + usage
+            tally = self._per_agent.get(key)
+            if tally is None:
+                tally = self._per_agent[key] = _Tally()
+            tally.add(usage)
             for res in chain:
                 res._add_spend(usage)
                 res._update_hold()
@@ -451,7 +489,7 @@ class BudgetPool(_Account):
                     self._spent(kind),
                     amount,
                     agent,
-                    dict(sorted(self._per_agent.items())),
+                    _per_agent_usage(self._per_agent),
                 )
         return None
 
@@ -531,7 +569,7 @@ class Reservation(_Account):
     def usage(self) -> Usage:
         """Total usage of the calls attributed to this reservation."""
         with self.pool._lock:
-            return self._usage
+            return self._usage.usage()
 
     @property
     def remaining_usd(self) -> float | None:
@@ -686,7 +724,7 @@ class Reservation(_Account):
                     spent,
                     requested or 0,
                     self.agent,
-                    dict(sorted(self.pool._per_agent.items())),
+                    _per_agent_usage(self.pool._per_agent),
                     reserved=held,
                     before_start=True,
                     cap_of=(account.agent or "(unnamed stage)") if isinstance(account, Reservation) else None,
@@ -733,7 +771,7 @@ class Reservation(_Account):
                     self._spent(kind),
                     amount,
                     agent,
-                    dict(sorted(self.pool._per_agent.items())),
+                    _per_agent_usage(self.pool._per_agent),
                     cap_of=self.agent or "(unnamed stage)",
                 )
         return None
@@ -823,7 +861,7 @@ def refusal(flow_pool: BudgetPool | None) -> BudgetExceeded | None:
                 account._spent(kind),
                 0,
                 agent,
-                dict(sorted(pool._per_agent.items())),
+                _per_agent_usage(pool._per_agent),
                 cap_of=cap_of,
                 refused=True,
             )
