@@ -90,10 +90,9 @@ def price_usd(
     """
     api_base = _api_base(api_url) if api_url else None
     usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens)
-    if _regular(usage):  # a model with one price whatever the time (most): no time to work out
-        timeless = _rates_by_key.get((provider, model, api_base, None))
-        if timeless is not None:
-            return timeless.price(usage)
+    timeless = _timeless_price(provider, model, api_base, usage)  # most models: no time to work out
+    if timeless is not None:
+        return timeless
     when = at if at is not None else REFERENCE_TIME
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
     return _price(
@@ -152,6 +151,16 @@ minute ``None`` for a model whose genai-prices entry has one price for all times
 time-of-day prices): every recorded call then reuses them, whatever its ``Date``."""
 
 
+def _timeless_price(
+    provider: str, model: str, api_base: str | None, usage: tuple[int, int, int, int, int]
+) -> float | None:
+    """The price from the rates of a model with one price whatever the time (most), if already known."""
+    if not _regular(usage):
+        return None
+    rates = _rates_by_key.get((provider, model, api_base, None))
+    return None if rates is None else rates.price(usage)
+
+
 def _price(
     provider: str,
     model: str,
@@ -164,11 +173,11 @@ def _price(
     when: datetime,
 ) -> float | None:
     usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens)
+    timeless = _timeless_price(provider, model, api_base, usage)
+    if timeless is not None:
+        return timeless
     if _regular(usage):
-        # a model with one price whatever the time (most): its rates serve every minute
-        rates = _rates_by_key.get((provider, model, api_base, None)) or _rates_by_key.get(
-            (provider, model, api_base, when)
-        )
+        rates = _rates_by_key.get((provider, model, api_base, when))
         if rates is not None:
             return rates.price(usage)
     found = _calc(provider, model, usage, api_base, when)

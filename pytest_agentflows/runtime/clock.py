@@ -247,10 +247,8 @@ class VirtualClock:
         ticks, else it carries that float's noise (nanoseconds after a year of uptime).
         """
         elapsed: float = loop.time() - self._loop_origin
-        ticks = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
-        if isinstance(ticks, int) and ticks > 0 and loop.looptime_on:
-            return round(elapsed * ticks) / ticks
-        return elapsed
+        ticks = _ticks_per_second(loop)
+        return elapsed if ticks is None else round(elapsed * ticks) / ticks
 
     # -- threads awaited by asyncio code ---------------------------------------------------------------
     @contextmanager
@@ -346,6 +344,14 @@ _DUE_WITHIN = 0.1
 """The loop's clock resolution while virtual, in ticks: a timer this close to the loop time is due."""
 
 
+def _ticks_per_second(loop: Any) -> int | None:
+    """Ticks per second of a looptime ``loop`` running on virtual time, else ``None``."""
+    ticks = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
+    if not isinstance(ticks, int) or ticks <= 0 or not loop.looptime_on:
+        return None
+    return ticks
+
+
 def _timers_on_ticks(loop: Any) -> None:
     """Make every timer of the looptime ``loop`` due on a tick of its clock, the first one not before it.
 
@@ -369,14 +375,14 @@ def _timers_on_ticks(loop: Any) -> None:
     import math
 
     def on_tick(when: float) -> float:
-        ticks = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
-        if not isinstance(ticks, int) or ticks <= 0 or not loop.looptime_on:
+        ticks = _ticks_per_second(loop)
+        if ticks is None:
             return when
         return (math.ceil(when * ticks - 1e-9 * ticks) + _PAST_THE_TICK) / ticks
 
-    resolution = getattr(loop, "_LoopTimeEventLoop__resolution_reciprocal", None)
-    if isinstance(resolution, int) and resolution > 0:
-        loop._clock_resolution = max(loop._clock_resolution, _DUE_WITHIN / resolution)
+    ticks = _ticks_per_second(loop)
+    if ticks is not None:
+        loop._clock_resolution = max(loop._clock_resolution, _DUE_WITHIN / ticks)
     if not loop.__dict__.get(_TICKS_ATTR):
         call_at = loop.call_at
 
