@@ -176,3 +176,84 @@ def test_third_party_cassettes_read_the_same_either_way() -> None:
 def test_steps_aside_on_yaml_it_does_not_read(text: str, reason: str) -> None:
     with pytest.raises(Unsupported):
         load(text)
+
+
+_HEADERS = "  headers:\n    accept:\n    - application/json\n    content-length:\n    - '1170'\n    date:\n    - Wed, 01 Jan 2025 00:00:00 GMT\n"
+_INLINE = "  status:\n    code: 200\n    message: OK\n"
+_FOLDED = '  body: \'{"a":"one two\n    three four",\n    "b":1}\'\n'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # entry runs: header runs (name: then a one-item list) and key: value runs, and their edges
+        "r:\n" + _HEADERS + _INLINE,
+        "- " + _HEADERS[2:] + "- " + _INLINE[2:],
+        "r:\n" + _HEADERS + "    x:\n    - a: b\n",  # ': ' in a value
+        "r:\n" + _HEADERS + "    x:\n    - a #b\n",  # a comment
+        "r:\n" + _HEADERS + "    x:\n    - a#b\n    y: c:d\n",
+        "r:\n" + _HEADERS + "    x:\n    - 'it''s'\n    y: '''q'''\n    z: ''\n",  # '' escapes
+        "r:\n" + _HEADERS + "    x:\n    - 'a'b'\n",
+        "r:\n" + _HEADERS + "    x:\n    - a\n      b\n",  # continued on the next line
+        "r:\n" + _HEADERS + "    x:\n    - a\n     b\n",
+        "r:\n" + _HEADERS + "    x:\n    - a\n\n    y: b\n",  # a blank line after it
+        "r:\n" + _HEADERS + "    x:\n    - a  \n    y: b  \n",  # trailing spaces
+        "r:\n" + _HEADERS + "    x:\n    - a\n    - b\n",  # a list of two items
+        "r:\n" + _HEADERS + "    x:\n    -  a\n    y:  b\n",
+        "r:\n" + _HEADERS + "    x:\n    - a:\n    y: b:\n",
+        "r:\n" + _HEADERS + "    x:\n    - yes\n    null:\n    - 0x1f\n    true: 2025-01-01\n    on: ~\n",
+        "r:\n" + _HEADERS + "    x:\n    - -1\n    y: -1\n    z: '-1'\n",
+        "r:\n" + _HEADERS + "    x:\n  - a\n",
+        "r:\n" + _HEADERS + "  - a\n",
+        "r:\n" + _HEADERS + "    x:\n    - a\n  y: b\n- c\n",
+        "r:\n" + _HEADERS + "    x:\n    - a",  # no final line break
+        "r:\n" + _HEADERS + "    x:\n    - a  ",
+        "r:\n" + _HEADERS + "    x:\n    - a\n  \n \n",
+        "r:\n" + _HEADERS.replace("\n", "\r\n"),  # CRLF
+        "r:\n" + _HEADERS.replace("- application", "-\tapplication"),  # a tab
+        "r:\n" + _HEADERS.replace("    date:", "    date: "),
+        "r:\n" + _HEADERS.replace("'1170'", "'11''70'  "),
+        "r:\n" + _INLINE + "    x: a\n      b\n",
+        "r:\n" + _INLINE + "    x: 'a'\n      b\n",
+        "r:\n" + _INLINE + "    x: a\n    - b\n",
+        "r:\n" + _INLINE + "    x: a\n\n",
+        "r:\n" + _INLINE + '    x: {}\n    y: []\n    z: "q"\n',
+        # folded single-quoted scalars and their edges
+        "r:\n" + _FOLDED,
+        "r:\n" + _FOLDED.replace("two\n", "two  \n"),  # spaces before a line break
+        "r:\n" + _FOLDED.replace('four",\n', 'four",\n\n'),  # a blank line inside
+        "r:\n" + _FOLDED.replace('four",\n', 'four",\n      \n'),
+        "r:\n" + _FOLDED.replace('four",\n', 'four",\n\n\n'),
+        "r:\n" + _FOLDED.replace("    three", "  three"),  # not indented deeper
+        "r:\n" + _FOLDED.replace("    three", "   three"),
+        "r:\n" + _FOLDED.replace("    three", "         three"),
+        "r:\n" + _FOLDED.replace("one two", "it''s two"),
+        "r:\n" + _FOLDED.replace("one two\n", "one two''\n"),
+        "r:\n" + _FOLDED.replace("one two\n", "one two'\n"),
+        "r:\n" + _FOLDED.replace("1}'\n", "1}'  \n"),
+        "r:\n" + _FOLDED.replace("1}'\n", "1}' x\n"),
+        "r:\n" + _FOLDED.replace("1}'\n", "1}\n    '\n"),
+        "r:\n" + _FOLDED.replace("1}'\n", "1}\n  '\n"),
+        "r:\n" + _FOLDED.replace("1}'\n", "1}'"),
+        "r:\n" + _FOLDED.replace("'{", "'\n    {"),
+        "r:\n" + _FOLDED.replace("'{", "'   \n    {"),
+        "r:\n" + _FOLDED.replace("'{", "' {"),
+        "r:\n" + _FOLDED + "  x: 'a\n\n    b'\n",
+        "r:\n" + _FOLDED.replace("\n", "\r\n"),
+        "r:\n" + _FOLDED.replace("three", "\tthree"),
+        "r:\n" + _FOLDED.replace("three", "thr\u00e9e \u3000x\n    \u00a0y"),
+    ],
+)
+def test_fast_paths_at_their_edges_read_as_pyyaml_or_step_aside(text: str) -> None:
+    """Entry runs and folded single-quoted scalars (whole-text fast paths), and texts just outside them."""
+    _same_or_unsupported(text)
+    for cut in range(1, len(text)):  # every prefix, and the text with each one character deleted
+        _same_or_unsupported(text[:cut])
+        _same_or_unsupported(text[: cut - 1] + text[cut:])
+
+
+@pytest.mark.parametrize(
+    "text", ["r:\n" + _HEADERS + _INLINE, "r:\n" + _FOLDED, "- " + _HEADERS[2:] + _INLINE]
+)
+def test_the_usual_shapes_take_the_fast_path(text: str) -> None:
+    assert _same_or_unsupported(text)
