@@ -190,8 +190,10 @@ class _Reader:
 
     def mapping(self, indent: int) -> dict[Any, Any]:
         lines = self.lines
+        n = self.n
+        item = " " * indent + "- "  # how a line of a list at this indentation starts
         result: dict[Any, Any] = {}
-        while self.i < self.n:
+        while self.i < n:
             line = lines[self.i]
             cur = len(line) - len(line.lstrip(" "))
             if cur < indent:
@@ -201,7 +203,12 @@ class _Reader:
             rest = line[indent:]
             if rest.startswith("- "):
                 break  # the end of an indentless sequence's parent is decided by the caller
-            if self.entry_run(indent, result):
+            # a run of entries starts with a header (a list item follows) or with "key: value"
+            below = lines[self.i + 1] if self.i + 1 < n else ""
+            if rest[-1:] == ":":
+                if below.startswith(item) and self.entry_run(indent, result, headers=True):
+                    continue
+            elif ": " in rest and self.entry_run(indent, result, headers=False):
                 continue
             found = self.key(rest)
             if found is None:
@@ -211,13 +218,14 @@ class _Reader:
                 result[key] = self.inline(after, indent)
                 continue
             self.i += 1
-            single = self.single_item(indent)
+            single = self.single_item(indent) if below.startswith(item) else _NONE
             result[key] = [single] if single is not _NONE else self.value_below(indent)
         return result
 
-    def entry_run(self, indent: int, result: dict[Any, Any]) -> bool:
+    def entry_run(self, indent: int, result: dict[Any, Any], *, headers: bool) -> bool:
         """Read the run of simple entries of the mapping at ``indent`` that starts on the current line into
-        ``result``, recognised by one regex match (:func:`_run_pattern`); ``False`` if there is none.
+        ``result``, recognised by one regex match (:func:`_run_pattern`, ``headers`` says which kind);
+        ``False`` if there is none.
 
         The values are those :meth:`mapping` gives such entries line by line (through :meth:`key` with
         ``_SIMPLE_KEY``, :meth:`inline` and :meth:`single_item`): a plain scalar through :func:`_plain`, a
@@ -225,8 +233,6 @@ class _Reader:
         """
         i = self.i
         lines = self.lines
-        rest = lines[i][indent:]
-        headers = rest[-1:] == ":"
         start = self.offset(i) + indent
         found = _run_pattern(indent, headers).match(self.text, start)
         if found is None:
