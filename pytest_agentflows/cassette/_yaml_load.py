@@ -8,6 +8,11 @@ plain / single-quoted / double-quoted scalars (folded over lines at the emitter'
 tags (``!!binary``), anchors and aliases, literal or folded blocks, flow collections, comments, complex
 keys, documents markers, tabs, characters YAML does not allow unescaped, and any layout it does not
 expect. The caller then parses the text with PyYAML, which gives the same result or the precise error.
+Two shapes that make up most of a cassette are read on the whole text rather than line by line: runs of
+headers (``name:`` then ``- value``) and of ``key: value`` entries, recognised by one regex match each
+(:meth:`_Reader.entry_run`), and single-quoted scalars folded over many lines, found by one regex match and
+folded by one substitution (:meth:`_Reader.single_quoted`). Each takes a subset of what the line-by-line
+reader takes and reads it to the same value; anything else is left to the line-by-line reader.
 
 Every decision PyYAML makes about meaning is PyYAML's own: plain scalars are resolved by its resolver's
 implicit rules (``yes`` is a bool, ``0x1f`` an int, ``2025-01-01`` a date) and built by its
