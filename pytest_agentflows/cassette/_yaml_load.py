@@ -142,9 +142,7 @@ def _plain(value: str) -> Any:
             result = _constructor.construct_object(yaml.ScalarNode(tag, value))
         except yaml.YAMLError as exc:
             raise Unsupported(str(exc)) from None
-    if len(_plain_cache) < _CACHE_SIZE:
-        _plain_cache[value] = result
-    return result
+    return _remember(_plain_cache, value, result)
 
 
 def _check_plain(text: str) -> None:
