@@ -32,11 +32,12 @@ from .runtime.budget import (
     BudgetPool,
     PriceUnknownError,
     charge_enclosing,
+    current_reservation,
     refusal,
 )
 from .runtime.clock import VirtualClock
 from .runtime.deadline import Deadline
-from .runtime.decisions import DecisionLog
+from .runtime.decisions import FLOAT_DIGITS, DecisionLog
 from .testing.faults import FaultPlan
 
 if TYPE_CHECKING:
@@ -135,6 +136,12 @@ class Flow:
         self._simulated: Callable[[str | None], float | None] | None = None
         self._calls: list[ModelCall] = []
         self._lock = threading.Lock()
+        self._pending: list[_Exchanged] = []  # replayed exchanges not accounted yet (see on_exchange)
+        self._settling = threading.RLock()
+        self._settling_now = False
+        # every read or write of the log or the budget first settles the pending exchanges
+        self.log._lock = _Settling(self.log._lock, self._settle)
+        self.budget._lock = _Settling(self.budget._lock, self._settle)
         self._cassette: Any = None
         self.misses: list[UnrecordedRequestError] = []
         """Every request that had no recorded response (also those the flow's code swallowed)."""
@@ -156,6 +163,7 @@ class Flow:
 
         with ExitStack() as stack:
             stack.callback(self._deactivated)
+            stack.push(self._settle_at_exit)  # the ledger is complete once the flow has ended
             stack.callback(telemetry_guard.hold())  # framework telemetry: answered here, never recorded
             stack.callback(_reset_flow, current_flow.set(self))
             stack.enter_context(inherit_context_in_threads())
@@ -305,7 +313,14 @@ class Flow:
 
     # -- ledger ------------------------------------------------------------------------------------------
     def on_exchange(self, exchange: Exchange) -> None:
-        """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log."""
+        """Account one HTTP exchange (called by the cassette): clock, ledger, budget, decision log.
+
+        The clock moves at once. A replayed exchange whose accounting nothing needs yet (no budget cap,
+        no reservation or held decisions in the calling context, no JSONL log) is accounted lazily: the
+        ledger, the budget and the decision log settle it, in call order, on their next read or write
+        (and when the flow deactivates), so replaying a call parses no body. The result is the same as
+        accounting at once: ids, ``at`` times, agents and order are captured now.
+        """
         patch_loaded_sdks()  # an SDK imported after activation: its retry waits become virtual too
         latency = self.effective_latency(exchange.latency_s)
         started = exchange.started_at
@@ -314,22 +329,78 @@ class Flow:
             self.clock.advance(latency)
         if exchange.request is None or exchange.response is None:
             return
-        parent = current_scope.get()
+        entry = _Exchanged(exchange, latency, started, current_scope.get(), self.clock.now())
+        if (
+            exchange.replayed
+            and self.log.path is None
+            and self.budget.cap_usd is None
+            and self.budget.cap_tokens is None
+            and current_reservation.get() is None
+            and not self.log._holding()
+        ):
+            with self._lock:
+                self._pending.append(entry)
+            return
+        self._settle()
+        self._account(entry, deferred=False)
+
+    def _settle(self) -> None:
+        """Account the exchanges :meth:`on_exchange` deferred, in order (a no-op when there are none).
+
+        Raises:
+            CassetteError: a deferred exchange's body cannot be decoded (that exchange is dropped; the
+                ones after it stay pending).
+        """
+        if not self._pending and not self._settling_now:
+            return
+        with self._settling:  # one thread settles; the others wait, so nothing overtakes a pending call
+            if self._settling_now:  # called back from the accounting below: the loop goes on
+                return
+            self._settling_now = True
+            try:
+                while True:
+                    with self._lock:
+                        batch, self._pending = self._pending, []
+                    if not batch:
+                        return
+                    for i, entry in enumerate(batch):
+                        try:
+                            self._account(entry, deferred=True)
+                        except BaseException:
+                            with self._lock:
+                                self._pending[:0] = batch[i + 1 :]
+                            raise
+            finally:
+                self._settling_now = False
+
+    def _settle_at_exit(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not GeneratorExit:  # not a flow left active and collected (at interpreter exit)
+            self._settle()
+
+    def _account(self, entry: _Exchanged, *, deferred: bool) -> None:
+        """Parse one exchange into the ledger, charge the budget and log its decisions.
+
+        ``deferred``: settled later (:meth:`_settle`), so nothing is read from the calling context: the
+        budget is charged outside any reservation and the decisions bypass holds, with the ``at``,
+        ``parent`` and agent captured when the exchange happened.
+        """
+        exchange, parent = entry.exchange, entry.parent
 
         def ledger_fields() -> dict[str, Any]:  # only for a model call: an id is a counter
             return {
                 "replayed": exchange.replayed,
-                "started_at": round(started, 6),
+                "started_at": round(entry.started, 6),
                 "id": self.ids.next_id("call", parent),
                 "parent": parent,
             }
 
+        assert exchange.request is not None and exchange.response is not None
         try:
             call = _model_call(
                 normalise_request(exchange.request),
                 normalise_response(exchange.response),
                 exchange.agent,
-                latency,
+                entry.latency,
                 self.redactor.scrub_data if self.redactor.scrubs_data else None,
                 ledger_fields,
             )
@@ -340,10 +411,16 @@ class Flow:
             raise CassetteError(str(self.cassette_path or "(no cassette)"), where, str(exc)) from exc
         if call is None:
             return
-        self.add_call(call)
+        if not deferred:
+            self.add_call(call)
+        else:
+            with self._lock:
+                self._calls.append(call)
+            # no cap applies (else the call was not deferred): an unknown price costs nothing here
+            self.budget._charge(call.usage, call.agent or UNATTRIBUTED, call.model, None)
+        at = round(entry.at, FLOAT_DIGITS) + 0.0
         if self.record_model_calls:
             fields: dict[str, Any] = {
-                "agent": call.agent,
                 "model": call.model,
                 "input_tokens": call.usage.input_tokens,
                 "output_tokens": call.usage.output_tokens,
@@ -352,9 +429,17 @@ class Flow:
             }
             if exchange.cancelled:
                 fields["cancelled"] = True
-            self.log._record("model_call", fields, id=call.id)
+            if deferred:
+                self.log._append("model_call", call.agent, fields, call.id, parent, at=at, hold=False)
+            else:
+                self.log._record("model_call", {"agent": call.agent, **fields}, id=call.id)
         for tool in call.tool_calls:
-            self.log.record("tool_call", agent=tool.agent, tool=tool.name, arguments=tool.arguments)
+            if deferred:
+                tool_fields = {"tool": tool.name, "arguments": tool.arguments}
+                tool_id = self.ids.next_id("tool_call", parent)
+                self.log._append("tool_call", tool.agent, tool_fields, tool_id, parent, at=at, hold=False)
+            else:
+                self.log.record("tool_call", agent=tool.agent, tool=tool.name, arguments=tool.arguments)
 
     def effective_latency(self, latency_s: float) -> float:
         """The virtual seconds a call of recorded/measured ``latency_s`` takes (0 with ``latency="zero"``)."""
@@ -397,6 +482,7 @@ class Flow:
 
     def add_call(self, call: ModelCall) -> None:
         """Add a model call made outside any cassette (e.g. a scripted model) to the ledger and budget."""
+        self._settle()
         with self._lock:
             self._calls.append(call)
         # An unknown price under a USD cap: the verdict (assert_within_budget) names the model and the fix.
@@ -412,6 +498,7 @@ class Flow:
         Calls that end at the same virtual time keep the order in which they were accounted, so
         concurrent branches in threads give the same ledger on every run.
         """
+        self._settle()
         with self._lock:
             indexed = list(enumerate(self._calls))
         indexed.sort(key=lambda ic: (round(ic[1].started_at + ic[1].latency_s, 6), ic[0]))
@@ -620,3 +707,37 @@ def _reset_flow(token: Any) -> None:
         current_flow.reset(token)
     except ValueError:  # left in another context than the one it was entered in
         current_flow.set(None)
+
+
+class _Exchanged:
+    """An exchange as :meth:`Flow.on_exchange` saw it: what accounting it later needs of that moment."""
+
+    __slots__ = ("at", "exchange", "latency", "parent", "started")
+
+    def __init__(self, exchange: Exchange, latency: float, started: float, parent: str | None, at: float):
+        self.exchange = exchange
+        self.latency = latency
+        """Virtual seconds charged."""
+        self.started = started
+        """Virtual time the request was sent."""
+        self.parent = parent
+        """The scope the call was made in."""
+        self.at = at
+        """Virtual time it completed (the ``at`` of its decisions)."""
+
+
+class _Settling:
+    """A lock that first settles a flow's deferred exchanges (the flow's log and budget locks)."""
+
+    __slots__ = ("_inner", "_settle")
+
+    def __init__(self, inner: Any, settle: Callable[[], None]) -> None:
+        self._inner = inner
+        self._settle = settle
+
+    def __enter__(self) -> Any:
+        self._settle()  # before taking the lock: settling takes it too
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._inner.__exit__(*exc)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Literal
 
@@ -307,7 +308,8 @@ class BudgetPool(_Account):
     def __init__(self, usd: float | None = None, tokens: int | None = None) -> None:
         _check_caps(usd, tokens, "BudgetPool")
         super().__init__(None if usd is None else float(usd), tokens)
-        self._lock = threading.Lock()
+        # a flow wraps its own pool's and log's lock to settle its deferred calls first (flow.on_exchange)
+        self._lock: AbstractContextManager[Any] = threading.Lock()
         self._per_agent: dict[str, _Tally] = {}
         self._calls = 0
         # The charge that first took the pool over a cap, per kind: (agent, amount of that charge).

@@ -22,7 +22,7 @@ import os
 import pathlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -128,7 +128,8 @@ class DecisionLog:
         self.clock: VirtualClock | None = clock
         """The clock stamping ``at``, or ``None``."""
         self._scrub = scrub
-        self._lock = threading.Lock()
+        # a flow wraps its own pool's and log's lock to settle its deferred calls first (flow.on_exchange)
+        self._lock: AbstractContextManager[Any] = threading.Lock()
         self._decisions: list[Decision] = []
         self._ids = IdSource()  # outside a flow; inside one the flow's ids are used
         self._forward = True  # an app-made log also records into the active flow's; a flow's own never does
@@ -194,7 +195,9 @@ class DecisionLog:
         parent: str | None,
         *,
         at: float | None = None,
+        hold: bool = True,
     ) -> Decision:
+        """Append one decision (or hold it, see :meth:`hold`; ``hold=False`` appends to the log anyway)."""
         scrub = self._scrub
         extra = {
             # exact plain scalars as they are (a model call's fields), the rest made plain; strings,
@@ -204,7 +207,7 @@ class DecisionLog:
             else (to_plain(value) if scrub is None else scrub(to_plain(value)))
             for name, value in fields.items()
         }
-        held = self._held_list()
+        held = self._held_list() if hold else None
         if held is not None:
             if at is None:
                 at = round(self.clock.now(), FLOAT_DIGITS) + 0.0 if self.clock is not None else 0.0
@@ -226,6 +229,11 @@ class DecisionLog:
     def _held_list(self) -> list[Decision] | None:
         held = _held.get()
         return None if held is None else held.get(id(self))
+
+    def _holding(self) -> bool:
+        """Whether decisions recorded in the calling context are held (see :meth:`hold`)."""
+        held = _held.get()
+        return held is not None and id(self) in held
 
     @contextmanager
     def hold(self) -> Iterator[list[Decision]]:
