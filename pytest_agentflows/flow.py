@@ -496,7 +496,13 @@ class Flow:
         """The ledger: every model call of the flow, in order of virtual completion time.
 
         Calls that end at the same virtual time keep the order in which they were accounted, so
-        concurrent branches in threads give the same ledger on every run.
+        concurrent branches in threads give the same ledger on every run. Replayed calls are parsed
+        here (or by the next read of the budget or decision log) when they were accounted lazily (see
+        :meth:`on_exchange`).
+
+        Raises:
+            CassetteError: a replayed response's body cannot be decoded (e.g. corrupt gzip data); the
+                message names the cassette and the field. The other calls are kept.
         """
         self._settle()
         with self._lock:
