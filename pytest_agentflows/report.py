@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .runtime.budget import UNATTRIBUTED
+from .runtime.budget import UNATTRIBUTED, _Tally
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -196,28 +196,40 @@ class FlowRow(BaseModel):
             chart: Compute the Mermaid chart now; ``False`` leaves it to :func:`build_report` (the plugin
                 builds a row for every flow test, and most sessions write no report file).
         """
-        calls = flow.calls
-        count = Counter(c.agent or NO_AGENT for c in calls)
+        calls = flow.calls  # one read of the ledger: totals and spend per agent in one pass
+        total = _Tally()
+        by_agent: dict[str, _Tally] = {}
+        count: Counter[str] = Counter()
+        replayed = 0
+        for call in calls:
+            total.add(call.usage)
+            name = call.agent or NO_AGENT
+            tally = by_agent.get(name)
+            if tally is None:
+                tally = by_agent[name] = _Tally()
+            tally.add(call.usage)
+            count[name] += 1
+            replayed += call.replayed
         agents = [
             AgentSpend(
                 agent=name,
                 calls=count[name],
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=usage.cost_usd,
+                input_tokens=tally.input,
+                output_tokens=tally.output,
+                cost_usd=tally.cost,
             )
-            for name, usage in flow.usage_by_agent().items()
+            for name, tally in sorted(by_agent.items())
         ]
         spans = [Span.from_call(i, call) for i, call in enumerate(calls)]
         row = cls(
             test=test,
             outcome=outcome,
             calls=len(calls),
-            replayed=sum(1 for c in calls if c.replayed),
-            recorded=sum(1 for c in calls if not c.replayed),
-            input_tokens=sum(c.usage.input_tokens for c in calls),
-            output_tokens=sum(c.usage.output_tokens for c in calls),
-            cost_usd=flow.usage.cost_usd,
+            replayed=replayed,
+            recorded=len(calls) - replayed,
+            input_tokens=total.input,
+            output_tokens=total.output,
+            cost_usd=total.cost,
             elapsed_s=round(flow.elapsed, _DIGITS),
             budget_usd=flow.budget.usd,
             budget_tokens=flow.budget.tokens,
