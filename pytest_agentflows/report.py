@@ -12,9 +12,10 @@ a replayed session yields the same report byte for byte.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,10 +60,56 @@ _USD_DIGITS = 12  # decimal places kept for US dollars (float noise cut off, as 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
 
-class AgentSpend(BaseModel):
+class _Documented(BaseModel):
+    """A report model whose JSON Schema describes each field with the field's attribute docstring.
+
+    What pydantic's ``use_attribute_docstrings`` gives, without its cost: pydantic reads each class's
+    source when the class is created (20-40 ms per pytest process, which imports this module with the first
+    flow test); here the docstrings are read only when a schema is asked for.
+    """
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """pydantic's JSON Schema, each field of the report models described by its docstring."""
+        schema = super().model_json_schema(*args, **kwargs)
+        models = {model.__name__: model for model in _Documented.__subclasses__()}
+        for name, part in [(cls.__name__, schema), *schema.get("$defs", {}).items()]:
+            model = models.get(name.removesuffix("-Input").removesuffix("-Output"))
+            if model is None:
+                continue
+            docs = _attribute_docstrings(model)
+            for field, prop in part.get("properties", {}).items():
+                if field in docs and "description" not in prop:
+                    prop["description"] = docs[field]
+        return schema
+
+
+@functools.cache
+def _attribute_docstrings(model: type) -> dict[str, str]:
+    """``{field: docstring}``: the string literal right below each annotated field in ``model``'s source."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(model))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs: dict[str, str] = {}
+    for node, after in zip(body.body, body.body[1:], strict=False):  # each statement and the next
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+class AgentSpend(_Documented):
     """Spend of one agent in one flow."""
 
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
 
     agent: str
     """Agent name (``"(no agent)"`` for calls made outside any agent scope)."""
@@ -76,10 +123,10 @@ class AgentSpend(BaseModel):
     """US dollars (genai-prices); ``None`` when a model of the agent has no known price."""
 
 
-class Span(BaseModel):
+class Span(_Documented):
     """One model call on the flow's timeline (the bars of the Gantt chart)."""
 
-    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True)
 
     index: int
     """Position of the call in the flow's ledger (completion order), from 0."""
@@ -134,10 +181,8 @@ class Span(BaseModel):
         )
 
 
-class FlowRow(BaseModel):
+class FlowRow(_Documented):
     """One flow test: totals, caps and margins, spend per agent, timeline and decision counts."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
 
     test: str
     """pytest node id."""
@@ -252,10 +297,8 @@ class FlowRow(BaseModel):
         return row.model_copy(update={"mermaid": mermaid_gantt(row)}) if chart else row
 
 
-class SessionTotals(BaseModel):
+class SessionTotals(_Documented):
     """Totals over every flow test of the session."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
 
     flows: int = 0
     """Flow tests (tests that used the ``agentflow`` fixture)."""
@@ -298,14 +341,12 @@ class SessionTotals(BaseModel):
         )
 
 
-class AgentflowsReport(BaseModel):
+class AgentflowsReport(_Documented):
     """The JSON report of a test session (``pytest --agentflows-json=PATH``).
 
     Deterministic for a replayed session: rows are sorted by test id and no wall-clock time is stored.
     The JSON Schema, with a description per field, is ``AgentflowsReport.model_json_schema()``.
     """
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
 
     schema_version: int = SCHEMA_VERSION
     """Layout version of this document (currently 1); readers should refuse versions they do not know."""

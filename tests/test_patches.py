@@ -143,7 +143,9 @@ def test_every_vcrpy_patch_is_in_place_during_a_flow_and_undone_after(tmp_path: 
     last = {(id(p.target), p.attribute): p.new for p in fast}  # vcrpy patches a few attributes twice
     with Flow(cassette=_cassette(tmp_path / "c.yaml", ["x"]), record="none").activate():
         during = [getattr(p.target, p.attribute) for p in fast]
-    for p, value in zip(fast, during):  # vcrpy's stub, or the replay wrapper around it (httpx transports)
+    for p, value in zip(
+        fast, during, strict=True
+    ):  # vcrpy's stub, or the replay wrapper around it (httpx transports)
         assert value is last[id(p.target), p.attribute] or value.__qualname__.startswith("Recorder.")
-    assert all(new is not old for new, (_, old) in zip(during, before))
+    assert all(new is not old for new, (_, old) in zip(during, before, strict=True))
     assert [_state(p.target, p.attribute) for p in fast] == before

@@ -373,4 +373,12 @@ def test_json_schema_documents_every_field() -> None:
         if not prop.get("description")
     ]
     assert undocumented == []
+    assert models["Span"]["properties"]["index"]["description"] == (
+        "Position of the call in the flow's ledger (completion order), from 0."
+    )
+    assert models["AgentflowsReport"]["properties"]["totals"]["description"]  # a nested model's field too
+    # the docstrings are read when a schema is asked for, not by pydantic when the module is imported
+    assert not any(
+        model.model_config.get("use_attribute_docstrings") for model in (AgentflowsReport, FlowRow, Span)
+    )
     assert schema["properties"]["schema_version"]["default"] == 1
