@@ -318,8 +318,8 @@ class Flow:
         The clock moves at once. A replayed exchange whose accounting nothing needs yet (no budget cap,
         no reservation or held decisions in the calling context, no JSONL log) is accounted lazily: the
         ledger, the budget and the decision log settle it, in call order, on their next read or write
-        (and when the flow deactivates), so replaying a call parses no body. The result is the same as
-        accounting at once: ids, ``at`` times, agents and order are captured now.
+        (and when the flow deactivates without an error), so replaying a call parses no body. The result
+        is the same as accounting at once: ids, ``at`` times, agents and order are captured now.
         """
         patch_loaded_sdks()  # an SDK imported after activation: its retry waits become virtual too
         latency = self.effective_latency(exchange.latency_s)
@@ -374,7 +374,9 @@ class Flow:
                 self._settling_now = False
 
     def _settle_at_exit(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is not GeneratorExit:  # not a flow left active and collected (at interpreter exit)
+        # Not while an exception leaves the block (a body error must not be masked by a ledger error; the
+        # next read settles), nor for a flow left active and collected (GeneratorExit, at interpreter exit).
+        if exc_type is None:
             self._settle()
 
     def _account(self, entry: _Exchanged, *, deferred: bool) -> None:

@@ -245,3 +245,16 @@ def test_the_ledger_is_settled_when_the_flow_deactivates() -> None:
         assert flow._pending
     assert not flow._pending
     assert flow.log._decisions[0].kind == "model_call"
+
+
+def test_an_error_leaving_the_flow_is_not_masked_by_a_ledger_error() -> None:
+    flow = Flow(test_id="t")
+    bad = _exchange("b")
+    assert bad.response is not None
+    bad.response["headers"]["content-encoding"] = ["gzip"]
+    bad.response["body"]["string"] = b"\x1f\x8b" + b"garbage"
+    with pytest.raises(KeyError, match="the test's own error"), flow.activate():
+        flow.on_exchange(bad)
+        raise KeyError("the test's own error")
+    with pytest.raises(CassetteError, match="gzip body does not decompress"):
+        _ = flow.calls  # the next read still reports it
