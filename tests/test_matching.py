@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from pytest_agentflows import Flow, UsageError
-from pytest_agentflows.cassette._keys import canonical_body, normalisation_note, parse_path
+from pytest_agentflows.cassette._keys import UUID, canonical_body, has_uuid, normalisation_note, parse_path
 from pytest_agentflows.model_server import LocalModelServer
 
 pytest_plugins = ["pytester"]
@@ -29,6 +31,20 @@ def test_uuids_are_numbered_by_first_appearance() -> None:
     assert canonical_body(first) == canonical_body(second)
     # the structure of the ids still counts: one id used twice is not two different ids
     assert canonical_body(_body(a=A, b=A)) != canonical_body(_body(a=A, b=B))
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.sampled_from(["-", "a", "F", "0", "9", "g", " ", "--", "deadbeef", "-0000", "-1234567890ab"]),
+        max_size=40,
+    ).map("".join)
+)
+def test_has_uuid_answers_as_the_uuid_pattern(text: str) -> None:
+    # the fast check (hyphen first) must agree with the plain pattern on hex runs, hyphens and near misses
+    assert has_uuid(text) is (UUID.search(text) is not None)
+    embedded = f"{text}{A}{text}"
+    assert has_uuid(embedded) and UUID.search(embedded) is not None
 
 
 def test_tool_lists_compare_in_any_order() -> None:

@@ -46,3 +46,23 @@ def test_recording_stores_none_of_them(tmp_path: Path, monkeypatch: pytest.Monke
     with flow.activate():  # the scrubbed request still matches: the key ignores the removed values
         assert httpx.post(url, headers=HEADERS, json=body).status_code == 200
     assert not flow.misses
+
+
+def test_pytests_per_phase_variable_is_not_an_environment_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest sets PYTEST_CURRENT_TEST for every phase of every test: the redactor of each flow (and each
+    new live request) must not decode and scan the whole environment again for that, and a real change
+    is still seen."""
+    from pytest_agentflows.cassette._redact import Redactor
+
+    monkeypatch.delenv("LATE_API_KEY", raising=False)
+    monkeypatch.setenv("EARLY_API_KEY", "early-canary-1a2b3c4d5e")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/test_x.py::test_a (setup)")
+    redactor = Redactor()
+    assert redactor._env  # (a non-empty tuple: the identity below means "not read again")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/test_x.py::test_a (call)")
+    assert not redactor.refresh_env()
+    later = Redactor()  # the next test's flow: the environment read before is taken as it is
+    assert later._env is redactor._env
+    monkeypatch.setenv("LATE_API_KEY", "late-canary-5e6f7a8b9c")
+    assert redactor.refresh_env()
+    assert redactor.scrub_text("key late-canary-5e6f7a8b9c") == "key <REDACTED:LATE_API_KEY>"

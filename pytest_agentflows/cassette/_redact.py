@@ -184,6 +184,22 @@ _ENV_CACHE: dict[str, tuple[dict[Any, Any], tuple[tuple[str, str], ...], _Patter
 shared by the redactors built while it holds; a redactor replaces, never mutates, what it took)."""
 
 
+_PER_TEST_VARIABLES = frozenset({b"PYTEST_CURRENT_TEST", "PYTEST_CURRENT_TEST"})
+"""Variables pytest sets for each phase of each test (never a secret): a change in them alone is not a
+change of the environment (``os.environ._data`` keys are bytes on POSIX, text on Windows)."""
+
+
+def _raw_environ() -> dict[Any, Any] | None:
+    """CPython's undecoded ``os.environ`` mapping without pytest's per-test variables, or ``None``.
+
+    Compared, never decoded: when it equals the last one read, the secret values are those read then.
+    """
+    raw = getattr(os.environ, "_data", None)
+    if raw is None:
+        return None
+    return {name: value for name, value in raw.items() if name not in _PER_TEST_VARIABLES}
+
+
 TRACE_CONTEXT_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 """W3C trace-context request headers: random per request, never stored in a cassette."""
 
@@ -218,7 +234,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._known: frozenset[str] = frozenset()  # learned values
         self._learned_headers: set[tuple[Any, Any]] = set()  # (name, value) pairs :meth:`learn` has read
-        raw = getattr(os.environ, "_data", None) if self.environ is None else None
+        raw = _raw_environ() if self.environ is None else None
         self._raw_env: dict[Any, Any] | None
         self._env: tuple[tuple[str, str], ...]
         self._patterns: _Patterns
@@ -227,7 +243,7 @@ class Redactor:
             # one read of os.environ per process while it does not change (a redactor per flow test)
             self._raw_env, self._env, self._patterns = cached
             return
-        self._raw_env = dict(raw) if raw is not None else None
+        self._raw_env = raw
         self._env = env_secrets(self.environ)
         self._patterns = ()
         self._rebuild()
@@ -272,11 +288,11 @@ class Redactor:
     def refresh_env(self) -> bool:
         """Read the environment again (a test may set a secret variable itself); ``True`` if it changed."""
         if self.environ is None:  # os.environ: skip the (costly) decoding read when nothing changed
-            raw = getattr(os.environ, "_data", None)  # CPython's undecoded mapping; compared, not used
+            raw = _raw_environ()
             if raw is not None:
                 if raw == self._raw_env:
                     return False
-                self._raw_env = dict(raw)
+                self._raw_env = raw
         env = env_secrets(self.environ)
         if env == self._env:
             return False
