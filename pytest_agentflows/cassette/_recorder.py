@@ -50,6 +50,7 @@ from ._keys import RequestKey, nearest_diff, normalisation_note, parse_path, req
 from ._modes import RecordMode
 from ._patches import shared_patches
 from ._redact import Redactor
+from ._request import StoredRequest
 from ._store import GuardedPersister
 
 META_KEY = "agentflows"
@@ -570,7 +571,10 @@ def _request_dict(request: Any) -> dict[str, Any]:
     The ledger reads a request's method, URL and body; of its headers only ``Content-Encoding`` (a
     compressed request body), so the others are left out: copying them cost more than parsing the call.
     """
-    encoding = request.headers.get("Content-Encoding")
+    if isinstance(request, StoredRequest):
+        encoding = request.first_value("Content-Encoding")
+    else:
+        encoding = request.headers.get("Content-Encoding")
     headers = {"Content-Encoding": [encoding]} if encoding else {}
     return {"method": request.method, "uri": request.uri, "body": request.body, "headers": headers}
 

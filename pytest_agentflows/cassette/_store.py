@@ -526,8 +526,9 @@ class AtomicPersister:
     def parse_bytes(raw: bytes, path: str) -> tuple[Any, ...]:
         """``(requests, responses[, metadata])`` parsed from ``raw``, the bytes of cassette ``path``."""
         from vcr.persisters.filesystem import CassetteNotFoundError
-        from vcr.request import Request
         from vcr.serializers import compat
+
+        from ._request import StoredRequest
 
         if raw.startswith(b"\x1f\x8b"):
             raise CassetteError(
@@ -546,7 +547,7 @@ class AtomicPersister:
         requests, responses = [], []
         for i, item in enumerate(data["interactions"]):
             try:
-                requests.append(Request._from_dict(item["request"]))
+                requests.append(StoredRequest(**item["request"]))
                 responses.append(compat.convert_to_bytes(item["response"]))
             except Exception as exc:  # parse_cassette checked the types: a safety net
                 raise CassetteError(path, f"interactions[{i}]", f"{type(exc).__name__}: {exc}") from None
