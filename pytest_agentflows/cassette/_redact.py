@@ -314,7 +314,7 @@ class Redactor:
         for item in raw if isinstance(raw, list) else headers.items():
             if item in learned:  # the same header and value as an earlier request: nothing new in it
                 continue
-            name, value = (_header_text(part) for part in item)
+            name, value = _header_text(item[0]), _header_text(item[1])
             if _is_secret_header(name, self._headers):
                 changed |= self.remember(header_secret_values(name, value))
             if isinstance(item[1], str | bytes) and len(learned) < _LEARNED_HEADERS_MAX:

@@ -87,12 +87,19 @@ def find_adapter(method: str, url: str, request_json: Any = None) -> ProviderAda
     return None
 
 
+_PARSE_HEADERS = {len(name): name for name in ("content-encoding", "content-type", "date")}
+"""The response headers :func:`_parse` reads, by length (all three differ): a header of another length is
+not lower-cased to find out it is none of them."""
+
+
 def _first_values(headers: Mapping[str, list[str]]) -> dict[str, str]:
-    """``{lower-case name: first value}`` of normalised headers (one pass, for several lookups)."""
+    """``{lower-case name: first value}`` of the normalised headers :func:`_parse` reads (one pass)."""
     first: dict[str, str] = {}
+    wanted = _PARSE_HEADERS
     for key, values in headers.items():
-        if values:
-            first.setdefault(key.lower(), values[0])  # the first of two spellings, as header_value
+        name = wanted.get(len(key))
+        if name is not None and values and key.lower() == name:
+            first.setdefault(name, values[0])  # the first of two spellings, as header_value
     return first
 
 

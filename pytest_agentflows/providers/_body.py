@@ -299,7 +299,9 @@ def _is_normal(raw: Any, first: str, body: str) -> bool:
     if type(headers) is not dict:
         return False
     for key, values in headers.items():
-        if type(key) is not str or type(values) is not list or key.lower() == "content-encoding":
+        if type(key) is not str or type(values) is not list:
+            return False
+        if len(key) == 16 and key.lower() == "content-encoding":  # (the length first: no lower() for most)
             return False
         for value in values:
             if type(value) is not str:
