@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -297,6 +297,27 @@ class FlowRow(_Documented):
         return row.model_copy(update={"mermaid": mermaid_gantt(row)}) if chart else row
 
 
+class RowFigures(Protocol):
+    """What the session totals read of a row: a :class:`FlowRow`, or the plugin's compact copy of one."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def replayed(self) -> int: ...
+    @property
+    def recorded(self) -> int: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def elapsed_s(self) -> float: ...
+
+
 class SessionTotals(_Documented):
     """Totals over every flow test of the session."""
 
@@ -322,8 +343,8 @@ class SessionTotals(_Documented):
     """Sum of the flows' virtual seconds."""
 
     @classmethod
-    def from_rows(cls, rows: Iterable[FlowRow]) -> SessionTotals:
-        """Add up ``rows``."""
+    def from_rows(cls, rows: Iterable[RowFigures]) -> SessionTotals:
+        """Add up ``rows`` (:class:`FlowRow` objects, or anything with their figures)."""
         rows = list(rows)
         costs = [r.cost_usd for r in rows]
         cost = None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 12)
@@ -379,7 +400,7 @@ def usd_text(value: float | None) -> str:
     return f"${value:.4f}"
 
 
-def summary_line(rows: Sequence[FlowRow]) -> str:
+def summary_line(rows: Sequence[RowFigures]) -> str:
     """The one-line total printed at the end of any session in which a flow ran."""
     t = SessionTotals.from_rows(rows)
     flows = "flow" if t.flows == 1 else "flows"

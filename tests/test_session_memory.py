@@ -45,3 +45,73 @@ def test_the_items_of_finished_flow_tests_do_not_hold_their_flows(pytester: pyte
     result = pytester.runpytest_subprocess()  # in-process, pytester records every hook call (and its frames)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["FAILED test_flows.py::test_fails - AssertionError*"])
+
+
+ROW_TESTS = """
+import gc
+
+from pytest_agentflows import report
+
+def test_a(agentflow):
+    agentflow.log.record("route", to="billing")
+
+def test_b(agentflow):
+    agentflow.log.record("route", to="sales")
+
+def test_zz_no_row_objects_are_alive():
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, (report.FlowRow, report.Span, report.AgentSpend))]
+    assert alive == []
+"""
+
+
+def test_the_report_rows_of_finished_flows_are_kept_as_text(pytester: pytest.Pytester) -> None:
+    """Each flow test's report row (with its spans and per-agent spend, ~30 tracked objects) is kept as
+    JSON text until the session's end reads it; the summary line and the reports are unchanged."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_rows=ROW_TESTS)
+    result = pytester.runpytest_subprocess("--agentflows-report", "--agentflows-json=report.json")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["agentflows: 2 flows, 0 model calls (0 replayed, 0 recorded), *"])
+    result.stdout.fnmatch_lines(["*test_rows.py::test_a*", "*test_rows.py::test_b*"])  # the table
+    from pytest_agentflows.report import AgentflowsReport
+
+    written = AgentflowsReport.model_validate_json((pytester.path / "report.json").read_text())
+    assert [row.test for row in written.rows] == ["test_rows.py::test_a", "test_rows.py::test_b"]
+    assert written.totals.flows == 2
+
+
+def test_row_totals_add_up_as_the_rows() -> None:
+    from pytest_agentflows.plugin._rows import FlowRows
+    from pytest_agentflows.report import FlowRow, summary_line
+
+    rows = [
+        FlowRow(
+            test="t::a",
+            outcome="passed",
+            calls=3,
+            replayed=3,
+            input_tokens=10,
+            output_tokens=4,
+            cost_usd=0.1,
+            elapsed_s=1.25,
+        ),
+        FlowRow(
+            test="t::b",
+            outcome="failed",
+            calls=1,
+            recorded=1,
+            input_tokens=7,
+            output_tokens=2,
+            cost_usd=0.2,
+            elapsed_s=0.5,
+        ),
+    ]
+    stored = FlowRows()
+    stored.add(rows[0])
+    stored.add_json(rows[1].model_dump_json())
+    assert len(stored) == 2 and stored.rows() == rows
+    assert summary_line(stored.totals()) == summary_line(rows)
+    stored.add(FlowRow(test="t::c", outcome="passed", cost_usd=None))
+    assert summary_line(stored.totals()) == summary_line(stored.rows())
+    assert "tokens, $?," in summary_line(stored.totals())  # one unknown price: the total is unknown

@@ -19,7 +19,8 @@ import pytest
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..report import Baseline, CassetteUse, FlowRow, Growth, Outcome, Tolerance, UnusedInteractions
+    from ..report import Baseline, CassetteUse, Growth, Outcome, Tolerance, UnusedInteractions
+    from ._rows import FlowRows
 
 
 def _rewrite_asserts_of_the_glue_only() -> None:
@@ -48,7 +49,7 @@ def _rewrite_asserts_of_the_glue_only() -> None:
 _rewrite_asserts_of_the_glue_only()
 
 FLOW_KEY = pytest.StashKey["Flow"]()
-ROWS_KEY = pytest.StashKey[list["FlowRow"]]()
+ROWS_KEY = pytest.StashKey["FlowRows"]()
 _RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
 """Flow tests between fixture setup and their teardown report, by node id (see pytest_runtest_logreport)."""
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
@@ -230,7 +231,9 @@ def pytest_configure(config: pytest.Config) -> None:
             f"ini agentflows_unused_interactions = {unused!r} is not a mode. "
             f"Fix: set it to one of {', '.join(_UNUSED_MODES)}."
         )
-    config.stash[ROWS_KEY] = []
+    from ._rows import FlowRows
+
+    config.stash[ROWS_KEY] = FlowRows()
     config.stash[DISCARDED_KEY] = []
     config.stash[CASSETTES_KEY] = []
     if config.getoption("agentflows_baseline", None):
@@ -812,7 +815,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     del item.__dict__["_agentflows_reports"]
     if FLOW_KEY in item.stash:
         del item.stash[FLOW_KEY]
-    item.config.stash[ROWS_KEY].append(row)
+    item.config.stash[ROWS_KEY].add(row)
     report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
 
 
@@ -862,9 +865,11 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     uses = output.get(WORKER_CASSETTES, [])
     if not rows and not uses:
         return
-    from ..report import CassetteUse, FlowRow
+    from ..report import CassetteUse
 
-    node.config.stash[ROWS_KEY].extend(FlowRow.model_validate_json(r) for r in rows)
+    stored = node.config.stash[ROWS_KEY]
+    for text in rows:
+        stored.add_json(text)
     node.config.stash[CASSETTES_KEY].extend(CassetteUse.model_validate_json(u) for u in uses)
 
 
@@ -873,19 +878,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     _session.end()
     config = session.config
-    rows = config.stash.get(ROWS_KEY, [])
+    stored = config.stash.get(ROWS_KEY, None)
     if hasattr(config, "workerinput"):  # pytest-xdist worker: the controller reports
-        config.workeroutput[WORKER_ROWS] = [r.model_dump_json() for r in rows]  # type: ignore[attr-defined]
+        config.workeroutput[WORKER_ROWS] = stored.texts() if stored else []  # type: ignore[attr-defined]
         config.workeroutput[WORKER_DISCARDED] = config.stash.get(DISCARDED_KEY, [])  # type: ignore[attr-defined]
         config.workeroutput[WORKER_CASSETTES] = [  # type: ignore[attr-defined]
             u.model_dump_json() for u in config.stash.get(CASSETTES_KEY, [])
         ]
         return
     _judge_unused(session)
-    _finish_baseline(config, rows)
+    _finish_baseline(config, stored)
     wanted = [config.getoption(o, None) for o in ("agentflows_json", "agentflows_html")]
     if not any(wanted):
         return  # nothing to write: don't even import the report modules
+    rows = stored.rows() if stored else []
     from ._report_render import write_html, write_json
 
     written: list[tuple[str, bool]] = []
@@ -908,12 +914,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 written.append((f"agentflows: {kind} report written to {target}", True))
 
 
-def _finish_baseline(config: pytest.Config, rows: list[FlowRow]) -> None:
+def _finish_baseline(config: pytest.Config, stored: FlowRows | None) -> None:
     """Write the baseline (``--agentflows-baseline-update``) or list what grew; the GitHub job summary."""
     loaded = config.stash.get(BASELINE_KEY, None)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if loaded is None and not (summary_file and rows):
+    if loaded is None and not (summary_file and stored):
         return
+    rows = stored.rows() if stored else []
     from ..report import FlowBaseline, baseline_growths
 
     lines: list[tuple[str, bool]] = []
@@ -1037,12 +1044,13 @@ def _unused_lines(found: list[UnusedInteractions], config: pytest.Config) -> lis
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
-    rows = config.stash.get(ROWS_KEY, [])
+    stored = config.stash.get(ROWS_KEY, None)
+    rows = stored.rows() if stored and config.getoption("agentflows_report", False) else []
     written = config.stash.get(WRITTEN_KEY, [])
     discarded = config.stash.get(DISCARDED_KEY, [])
     unused = _unused_lines(config.stash.get(UNUSED_KEY, []), config)
     baseline = config.stash.get(BASELINE_LINES_KEY, [])
-    if not rows and not written and not discarded and not unused and not baseline:
+    if not stored and not written and not discarded and not unused and not baseline:
         return
     terminalreporter.write_sep("-", "agentflows")
     if rows and config.getoption("agentflows_report", False):
@@ -1055,10 +1063,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 terminalreporter.line("")
             else:
                 terminalreporter.write_line("".join(text for text, _ in line))
-    if rows:
+    if stored:
         from ..report import summary_line
 
-        terminalreporter.write_line(summary_line(rows))
+        terminalreporter.write_line(summary_line(stored.totals()))
     for message, ok in [*written, *baseline]:
         terminalreporter.write_line(message, **({} if ok else {"red": True, "bold": True}))
     for note in discarded:
