@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -103,7 +104,10 @@ class Flow:
         self.redactor = redactor or Redactor()
         self.clock = VirtualClock()
         """The flow's :class:`VirtualClock` (virtual seconds since the flow started)."""
-        self.clock._real_time = lambda: self.real_time  # nothing to replay: the event loop stays real
+        # nothing to replay: the event loop stays real. (The flow's parts refer to it weakly: a finished
+        # flow is then freed at once by reference counting, not left to the garbage collector's next full
+        # pass with its cassette and ledger; see tests/test_session_memory.py.)
+        self.clock._real_time = _probe(weakref.ref(self))
         self.budget = BudgetPool(usd=budget_usd, tokens=budget_tokens)
         """The flow's :class:`BudgetPool`; every model call is charged to it."""
         self.deadline: Deadline | None = (
@@ -140,8 +144,9 @@ class Flow:
         self._settling = threading.RLock()
         self._settling_now = False
         # every read or write of the log or the budget first settles the pending exchanges
-        self.log._lock = _Settling(self.log._lock, self._settle)
-        self.budget._lock = _Settling(self.budget._lock, self._settle)
+        settle = weakref.WeakMethod(self._settle)
+        self.log._lock = _Settling(self.log._lock, settle)
+        self.budget._lock = _Settling(self.budget._lock, settle)
         self._cassette: Any = None
         self.misses: list[UnrecordedRequestError] = []
         """Every request that had no recorded response (also those the flow's code swallowed)."""
@@ -161,6 +166,8 @@ class Flow:
         """
         from .cassette._telemetry import telemetry_guard
 
+        if self.faults.flow is None:
+            self.faults.flow = self
         with ExitStack() as stack:
             stack.callback(self._deactivated)
             stack.push(self._settle_at_exit)  # the ledger is complete once the flow has ended
@@ -221,6 +228,8 @@ class Flow:
     def _deactivated(self) -> None:
         self._stack = None
         self._hooks = None
+        if self.faults.flow is self:
+            self.faults.flow = None  # bound again by activate(): an ended flow holds no cycle through it
 
     def pending_misses(self) -> list[UnrecordedRequestError]:
         """The requests that had no recorded (or scripted) answer so far, in order."""
@@ -734,17 +743,29 @@ class _Exchanged:
         """Virtual time it completed (the ``at`` of its decisions)."""
 
 
+def _probe(flow: weakref.ref[Flow]) -> Callable[[], bool]:
+    """The clock's real-time probe of ``flow``: its ``real_time``, ``False`` once the flow is gone."""
+
+    def real_time() -> bool:
+        alive = flow()
+        return alive is not None and alive.real_time
+
+    return real_time
+
+
 class _Settling:
     """A lock that first settles a flow's deferred exchanges (the flow's log and budget locks)."""
 
     __slots__ = ("_inner", "_settle")
 
-    def __init__(self, inner: Any, settle: Callable[[], None]) -> None:
+    def __init__(self, inner: Any, settle: weakref.WeakMethod[Callable[[], None]]) -> None:
         self._inner = inner
         self._settle = settle
 
     def __enter__(self) -> Any:
-        self._settle()  # before taking the lock: settling takes it too
+        settle = self._settle()
+        if settle is not None:
+            settle()  # before taking the lock: settling takes it too
         return self._inner.__enter__()
 
     def __exit__(self, *exc: object) -> Any:

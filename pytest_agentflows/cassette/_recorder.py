@@ -831,7 +831,10 @@ class Recorder:
             cassette.discard_reason = f"{exc_type.__name__} raised while recording"
         while self._undo:
             self._undo.pop()()
-        self._cm.__exit__(exc_type, *exc)
+        try:
+            self._cm.__exit__(exc_type, *exc)
+        finally:
+            cassette.listener = None  # the flow keeps the cassette: no cycle left for the garbage collector
         if cassette.save_error is not None:
             error, cassette.save_error = cassette.save_error, None
             raise error
