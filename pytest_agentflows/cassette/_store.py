@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CassetteConflictError, CassetteError, CassetteSaveError
+from . import _parsed
 
 try:
     import fcntl
@@ -537,13 +538,18 @@ class AtomicPersister:
                 "the file is gzip-compressed; the agentflow fixture replays plain .yaml/.json cassettes "
                 "(decompress it with gunzip; load_cassette() reads it as it is)",
             )
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CassetteError(path, f"byte {exc.start}", f"not UTF-8 text ({exc.reason})") from None
-        if not text.strip():
-            raise CassetteNotFoundError()
-        data = parse_cassette(text, path)
+        cache = _parsed.active()
+        data = cache.get(path, raw) if cache is not None else None  # (only a file that parsed has one)
+        if data is None:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CassetteError(path, f"byte {exc.start}", f"not UTF-8 text ({exc.reason})") from None
+            if not text.strip():
+                raise CassetteNotFoundError()
+            data = parse_cassette(text, path)
+            if cache is not None:
+                cache.put(path, raw, data)
         requests, responses = [], []
         for i, item in enumerate(data["interactions"]):
             try:

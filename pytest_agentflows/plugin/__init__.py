@@ -50,6 +50,7 @@ _rewrite_asserts_of_the_glue_only()
 
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey["FlowRows"]()
+PARSE_CACHE_KEY = pytest.StashKey[bool]()
 _RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
 """Flow tests between fixture setup and their teardown report, by node id (see pytest_runtest_logreport)."""
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
@@ -395,6 +396,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     from ._options import resolve
 
     item = request.node
+    _use_parse_cache(item.config)
     try:
         options = resolve(item)
     except UsageError as exc:  # (the collection check catches marker misuse first: one line here too)
@@ -451,6 +453,18 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
 
 
+def _use_parse_cache(config: pytest.Config) -> None:
+    """From the first flow on, cassettes are parsed once and kept in pytest's cache directory (see
+    :mod:`pytest_agentflows.cassette._parsed`); none without pytest's cacheprovider plugin."""
+    if PARSE_CACHE_KEY in config.stash:
+        return
+    from ..cassette import _parsed
+
+    cache = getattr(config, "cache", None)
+    _parsed.use(_parsed.ParseCache(cache.mkdir("agentflows-parsed")) if cache is not None else None)
+    config.stash[PARSE_CACHE_KEY] = True
+
+
 def _hold_telemetry_for_the_session(config: pytest.Config) -> None:
     """From the first flow on, framework telemetry is answered locally also between tests (a background
     exporter's late post is neither sent nor blamed on the next test); released at ``pytest_unconfigure``."""
@@ -461,6 +475,10 @@ def _hold_telemetry_for_the_session(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(PARSE_CACHE_KEY, False):
+        from ..cassette import _parsed
+
+        _parsed.use(None)
     release = config.stash.get(TELEMETRY_RELEASE_KEY, None)
     if release is not None:
         release()
