@@ -18,7 +18,8 @@ Each variant is a whole ``python -m pytest -q`` session in a subprocess, all thr
 (rotated each repetition); the table gives medians of wall time and of the child's CPU time, and the
 per-test overhead over the floor. pytest-recording is used when importable; ``--recording-path DIR`` adds
 a directory holding it (``pip install --target DIR --no-deps pytest-recording``) to that variant only, so
-it never loads in the other sessions. Every session runs with ``-p no:randomly -p no:cacheprovider`` and
+it never loads in the other sessions. Every session runs with ``-p no:randomly -p no:cacheprovider`` (but
+one row of ours: with pytest's cache, which the warm-up session filled, cassettes are not parsed again) and
 without looptime's pytest plugin (ours switches it off; the others would otherwise pay for it), and with
 bytecode for every module, ours included (``PYTHONPYCACHEPREFIX`` in the run's directory, written by the
 warm-up sessions): until 2026-12-05 an editable checkout under ``PYTHONDONTWRITEBYTECODE=1`` compiled this
@@ -84,8 +85,13 @@ def run():
 """
 )
 
+WARM = "pytest-agentflows (parse cache warm)"
+"""Ours with pytest's cacheprovider on, as a team runs it: cassettes parsed by an earlier session are read
+from ``.pytest_cache`` (the cold row runs with ``-p no:cacheprovider``, so every cassette is parsed)."""
+
 TEST = {
     "pytest-agentflows": "def test_{n}(agentflow):\n    run()\n",
+    WARM: "def test_{n}(agentflow):\n    run()\n",
     "pytest-recording / vcrpy": "@pytest.mark.vcr\ndef test_{n}():\n    run()\n",
     "floor (SDK + in-memory transport)": "def test_{n}():\n    run()\n",
 }
@@ -93,7 +99,7 @@ TEST = {
 
 def generate(root: Path, variant: str, tests: int) -> Path:
     """The suite of ``variant`` under ``root / <slug>``; its cassettes are written next to each module."""
-    slug = variant.split()[0].replace("/", "")
+    slug = "".join(ch if ch.isalnum() else "-" for ch in variant.split(" /")[0])
     base = root / slug
     (base / "tests").mkdir(parents=True)
     (base / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
@@ -123,8 +129,9 @@ def _children_cpu() -> float:
 
 def session(base: Path, variant: str, tests: int, recording_path: str | None) -> tuple[float, float]:
     """``(wall seconds, CPU seconds)`` of one whole session of ``variant``."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
-    cmd += ["-p", "no:looptime_plugin"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:looptime_plugin"]
+    if variant != WARM:
+        cmd += ["-p", "no:cacheprovider"]
     env = dict(os.environ)
     env.pop("OPENAI_API_KEY", None)
     # Bytecode for every module, as installed packages have it (pip compiles at install): the warm-up
