@@ -96,12 +96,18 @@ def _reply(result: pytest.RunResult) -> str:
     return line.split("REPLY ", 1)[1].strip()
 
 
-def test_a_session_uses_the_entry_an_earlier_one_wrote(pytester: pytest.Pytester) -> None:
+def _project(pytester: pytest.Pytester) -> Path:
+    """A project with one flow test replaying a copy of ``SOURCE``; the copy's path."""
     pytester.makeini(INI)
     pytester.makepyfile(test_cached=TEST)
     cassette = pytester.path / "cassettes" / "test_cached" / "replayed.yaml"
     cassette.parent.mkdir(parents=True)
     shutil.copy(SOURCE, cassette)
+    return cassette
+
+
+def test_a_session_uses_the_entry_an_earlier_one_wrote(pytester: pytest.Pytester) -> None:
+    cassette = _project(pytester)
 
     first = pytester.runpytest_subprocess("-s")
     first.assert_outcomes(passed=1)
@@ -125,11 +131,7 @@ def test_a_session_uses_the_entry_an_earlier_one_wrote(pytester: pytest.Pytester
 
 
 def test_no_cache_without_pytests_cacheprovider(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
-    pytester.makepyfile(test_cached=TEST)
-    cassette = pytester.path / "cassettes" / "test_cached" / "replayed.yaml"
-    cassette.parent.mkdir(parents=True)
-    shutil.copy(SOURCE, cassette)
+    _project(pytester)
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / ".pytest_cache").exists()

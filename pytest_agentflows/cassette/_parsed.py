@@ -95,6 +95,7 @@ class ParseCache:
         except ValueError:  # a type marshal does not take (a YAML timestamp): not cached
             return
         target = self._entry(path)
+        # not _store.atomic_write_bytes: an entry needs no lock and no fsync (one lost is a miss)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.directory)
