@@ -163,22 +163,28 @@ class Span(_Documented):
     @classmethod
     def from_call(cls, index: int, call: ModelCall) -> Span:
         """The span of ``call``, the ``index``-th call of a flow."""
-        start = round(call.started_at, _DIGITS)
-        return cls(
-            index=index,
-            agent=call.agent or NO_AGENT,
-            provider=call.provider,
-            model=call.model,
-            start_s=start,
-            end_s=round(start + call.latency_s, _DIGITS),
-            input_tokens=call.usage.input_tokens,
-            output_tokens=call.usage.output_tokens,
-            cost_usd=call.usage.cost_usd,
-            streamed=call.streamed,
-            replayed=call.replayed,
-            tool_calls=[t.name for t in call.tool_calls],
-            usage_reported=call.usage_reported,
-        )
+        return cls(**_span_data(index, call))
+
+
+def _span_data(index: int, call: ModelCall) -> dict[str, Any]:
+    """The fields of :meth:`Span.from_call`'s span as plain data."""
+    start = round(call.started_at, _DIGITS)
+    usage = call.usage
+    return {
+        "index": index,
+        "agent": call.agent or NO_AGENT,
+        "provider": call.provider,
+        "model": call.model,
+        "start_s": start,
+        "end_s": round(start + call.latency_s, _DIGITS),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": usage.cost_usd,
+        "streamed": call.streamed,
+        "replayed": call.replayed,
+        "tool_calls": [t.name for t in call.tool_calls],
+        "usage_reported": call.usage_reported,
+    }
 
 
 class FlowRow(_Documented):
@@ -241,60 +247,106 @@ class FlowRow(_Documented):
             chart: Compute the Mermaid chart now; ``False`` leaves it to :func:`build_report` (the plugin
                 builds a row for every flow test, and most sessions write no report file).
         """
-        calls = flow.calls  # one read of the ledger: totals and spend per agent in one pass
-        total = _Tally()
-        by_agent: dict[str, _Tally] = {}
-        count: Counter[str] = Counter()
-        replayed = 0
-        for call in calls:
-            total.add(call.usage)
-            name = call.agent or NO_AGENT
-            tally = by_agent.get(name)
-            if tally is None:
-                tally = by_agent[name] = _Tally()
-            tally.add(call.usage)
-            count[name] += 1
-            replayed += call.replayed
-        agents = [
-            AgentSpend(
-                agent=name,
-                calls=count[name],
-                input_tokens=tally.input,
-                output_tokens=tally.output,
-                cost_usd=tally.cost,
-            )
-            for name, tally in sorted(by_agent.items())
-        ]
-        spans = [Span.from_call(i, call) for i, call in enumerate(calls)]
-        row = cls(
-            test=test,
-            outcome=outcome,
-            calls=len(calls),
-            replayed=replayed,
-            recorded=len(calls) - replayed,
-            input_tokens=total.input,
-            output_tokens=total.output,
-            cost_usd=total.cost,
-            elapsed_s=round(flow.elapsed, _DIGITS),
-            budget_usd=flow.budget.usd,
-            budget_tokens=flow.budget.tokens,
-            deadline_s=flow.deadline.seconds if flow.deadline is not None else None,
-            agents=agents,
-            spans=spans,
-            decisions=dict(sorted(Counter(d.kind for d in flow.decisions).items())),
-        )
-        return row.with_margins(chart=chart)
+        row = cls.model_validate(row_data(test, flow, outcome))
+        return row.model_copy(update={"mermaid": mermaid_gantt(row)}) if chart else row
 
     def with_margins(self, *, chart: bool = True) -> FlowRow:
         """A copy with the budget and deadline margins and (``chart``) the Mermaid chart computed."""
-        usd = None
-        if self.budget_usd is not None and self.cost_usd is not None:
-            usd = round(self.budget_usd - self.cost_usd, _USD_DIGITS)
-        tokens = None if self.budget_tokens is None else self.budget_tokens - self.total_tokens
-        late = None if self.deadline_s is None else round(self.deadline_s - self.elapsed_s, _DIGITS)
-        update = {"budget_margin_usd": usd, "budget_margin_tokens": tokens, "deadline_margin_s": late}
+        update = _margins(
+            self.budget_usd,
+            self.cost_usd,
+            self.budget_tokens,
+            self.total_tokens,
+            self.deadline_s,
+            self.elapsed_s,
+        )
         row = self.model_copy(update=update)
         return row.model_copy(update={"mermaid": mermaid_gantt(row)}) if chart else row
+
+
+def _margins(
+    budget_usd: float | None,
+    cost_usd: float | None,
+    budget_tokens: int | None,
+    total_tokens: int,
+    deadline_s: float | None,
+    elapsed_s: float,
+) -> dict[str, Any]:
+    """``budget_margin_usd``, ``budget_margin_tokens`` and ``deadline_margin_s`` of a row's figures."""
+    usd = None
+    if budget_usd is not None and cost_usd is not None:
+        usd = round(budget_usd - cost_usd, _USD_DIGITS)
+    return {
+        "budget_margin_usd": usd,
+        "budget_margin_tokens": None if budget_tokens is None else budget_tokens - total_tokens,
+        "deadline_margin_s": None if deadline_s is None else round(deadline_s - elapsed_s, _DIGITS),
+    }
+
+
+def row_data(test: str, flow: Flow, outcome: Outcome = "passed") -> dict[str, Any]:
+    """The fields of ``FlowRow.from_flow(test, flow, outcome, chart=False)`` as plain JSON data.
+
+    What the plugin keeps of each flow test (as JSON text, see ``plugin/_rows.py``): built from plain dicts,
+    with no model objects, since it runs once per flow test. ``FlowRow.model_validate`` reads it back.
+
+    Args:
+        test: The pytest node id.
+        flow: The test's flow (read only).
+        outcome: The test's outcome.
+
+    Returns:
+        A dict with every :class:`FlowRow` field, in declaration order (``mermaid`` empty); ``agents`` and
+        ``spans`` as lists of dicts of :class:`AgentSpend` and :class:`Span` fields.
+    """
+    calls = flow.calls  # one read of the ledger: totals, spend per agent and spans in one pass
+    total = _Tally()
+    by_agent: dict[str, _Tally] = {}
+    count: Counter[str] = Counter()
+    replayed = 0
+    spans: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        usage = call.usage
+        total.add(usage)
+        name = call.agent or NO_AGENT
+        tally = by_agent.get(name)
+        if tally is None:
+            tally = by_agent[name] = _Tally()
+        tally.add(usage)
+        count[name] += 1
+        replayed += call.replayed
+        spans.append(_span_data(index, call))
+    agents = [
+        {
+            "agent": name,
+            "calls": count[name],
+            "input_tokens": tally.input,
+            "output_tokens": tally.output,
+            "cost_usd": tally.cost,
+        }
+        for name, tally in sorted(by_agent.items())
+    ]
+    elapsed = round(flow.elapsed, _DIGITS)
+    budget_usd, budget_tokens = flow.budget.usd, flow.budget.tokens
+    deadline_s = flow.deadline.seconds if flow.deadline is not None else None
+    return {
+        "test": test,
+        "outcome": outcome,
+        "calls": len(calls),
+        "replayed": replayed,
+        "recorded": len(calls) - replayed,
+        "input_tokens": total.input,
+        "output_tokens": total.output,
+        "cost_usd": total.cost,
+        "elapsed_s": elapsed,
+        "budget_usd": budget_usd,
+        "budget_tokens": budget_tokens,
+        "deadline_s": deadline_s,
+        **_margins(budget_usd, total.cost, budget_tokens, total.input + total.output, deadline_s, elapsed),
+        "agents": agents,
+        "spans": spans,
+        "decisions": dict(sorted(Counter(d.kind for d in flow.decisions).items())),
+        "mermaid": "",
+    }
 
 
 class RowFigures(Protocol):

@@ -66,3 +66,28 @@ def test_pytests_per_phase_variable_is_not_an_environment_change(monkeypatch: py
     monkeypatch.setenv("LATE_API_KEY", "late-canary-5e6f7a8b9c")
     assert redactor.refresh_env()
     assert redactor.scrub_text("key late-canary-5e6f7a8b9c") == "key <REDACTED:LATE_API_KEY>"
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    assert not redactor.refresh_env()  # (nor is its removal)
+    assert Redactor().scrub_text("late-canary-5e6f7a8b9c") == "<REDACTED:LATE_API_KEY>"  # the next flow's
+    monkeypatch.setenv("LATE_API_KEY", "late-canary-0f1e2d3c4b")  # a new value of a known variable
+    assert redactor.refresh_env()
+    assert Redactor().scrub_text("late-canary-0f1e2d3c4b") == "<REDACTED:LATE_API_KEY>"
+
+
+def test_a_later_redactor_still_learns_the_secret_headers_of_requests_seen_before() -> None:
+    """The header pairs one flow found not secret are skipped by the next flow's redactor, but each
+    redactor learns the secret values (an API key) itself: the next test's flow masks them too."""
+    from vcr.request import Request
+
+    from pytest_agentflows.cassette._redact import Redactor
+
+    headers = {"Authorization": "Bearer sk-learned-9f8e7d6c5b", "X-Trace": "plain-value-1234"}
+    request = Request("POST", "https://api.example.com/v1/x", b"{}", headers)
+    first, second = Redactor(), Redactor()
+    assert first.learn(request) and first.scrub_text("sk-learned-9f8e7d6c5b") == "<REDACTED>"
+    assert second.scrub_text("sk-learned-9f8e7d6c5b") == "sk-learned-9f8e7d6c5b"  # nothing learned yet
+    assert second.learn(request) and second.scrub_text("sk-learned-9f8e7d6c5b") == "<REDACTED>"
+    assert not second.learn(request)  # nothing new the second time
+    assert second.scrub_text("plain-value-1234") == "plain-value-1234"
+    strict = Redactor(headers=["X-Trace"])  # other settings: the pair is a secret for this one
+    assert strict.learn(request) and strict.scrub_text("plain-value-1234") == "<REDACTED>"

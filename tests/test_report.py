@@ -382,3 +382,48 @@ def test_json_schema_documents_every_field() -> None:
         model.model_config.get("use_attribute_docstrings") for model in (AgentflowsReport, FlowRow, Span)
     )
     assert schema["properties"]["schema_version"]["default"] == 1
+
+
+def test_junit_property_and_json_report_hold_the_same_row(project: pytest.Pytester) -> None:
+    """The plugin keeps each row as plain data (no model per test): the JUnit ``agentflows`` property is
+    the row without its spans and chart, with exactly the row's fields, and the JSON report reads the same
+    figures back."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    project.runpytest("--junitxml=j.xml", "--agentflows-json=r.json").assert_outcomes(passed=1, failed=1)
+    report = AgentflowsReport.model_validate_json((project.path / "r.json").read_text(encoding="utf-8"))
+    rows = {row.test.rsplit("::", 1)[1]: row for row in report.rows}
+    properties = {
+        case.get("name"): json.loads(prop.get("value", ""))
+        for case in ET.parse(project.path / "j.xml").getroot().iter("testcase")
+        for prop in case.iter("property")
+        if prop.get("name") == "agentflows"
+    }
+    assert sorted(properties) == ["test_fan_out", "test_over_budget"]
+    for name, stored in properties.items():
+        assert list(stored) == [f for f in FlowRow.model_fields if f not in ("spans", "mermaid")]
+        assert stored == rows[name].model_dump(mode="json", exclude={"spans", "mermaid"})
+    assert rows["test_fan_out"].budget_margin_usd is not None and len(rows["test_fan_out"].spans) == 3
+
+
+def test_row_data_has_every_field_of_the_row_models(tmp_path: Path) -> None:
+    """``row_data`` (what the plugin keeps) and ``FlowRow.from_flow`` agree field for field, nested too."""
+    import openai
+
+    from pytest_agentflows import Flow
+    from pytest_agentflows.report import AgentSpend, row_data
+
+    flow = Flow(cassette=tmp_path / "c.yaml", record="new", budget_usd=1.0, deadline_s=60, test_id="t")
+    with LocalModelServer() as server, flow.activate():
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test-0000", max_retries=0)
+        with client, flow.agent("planner"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    data = row_data("t", flow, "failed")
+    assert list(data) == list(FlowRow.model_fields)
+    assert [list(a) for a in data["agents"]] == [list(AgentSpend.model_fields)]
+    assert [list(s) for s in data["spans"]] == [list(Span.model_fields)]
+    row = FlowRow.from_flow("t", flow, "failed", chart=False)
+    assert FlowRow.model_validate(data) == row and row.model_dump() == data
+    assert row.budget_margin_usd == pytest.approx(1.0 - (row.cost_usd or 0.0)) and row.deadline_margin_s
+    assert FlowRow.from_flow("t", flow).mermaid.startswith("gantt")

@@ -81,6 +81,10 @@ def _header_text(part: Any) -> str:
 _LEARNED_HEADERS_MAX = 4096
 """How many (header, value) pairs :meth:`Redactor.learn` remembers having read (a bound on memory)."""
 
+_PLAIN_HEADERS: dict[frozenset[str], set[tuple[Any, Any]]] = {}
+"""Per set of extra secret header names: (header, value) pairs seen that are not secret headers. Learning
+one teaches no redactor anything, so a redactor built later (one per flow test) skips them too."""
+
 
 @functools.lru_cache(maxsize=2048)
 def _is_secret_header(name: str, extra: frozenset[str]) -> bool:
@@ -184,6 +188,9 @@ _ENV_CACHE: dict[str, tuple[dict[Any, Any], tuple[tuple[str, str], ...], _Patter
 shared by the redactors built while it holds; a redactor replaces, never mutates, what it took)."""
 
 
+_ENV_PROBE: dict[Any, Any] = {}
+"""A private copy of the cached environment snapshot for :func:`_environ_unchanged`."""
+
 _PER_TEST_VARIABLES = frozenset({b"PYTEST_CURRENT_TEST", "PYTEST_CURRENT_TEST"})
 """Variables pytest sets for each phase of each test (never a secret): a change in them alone is not a
 change of the environment (``os.environ._data`` keys are bytes on POSIX, text on Windows)."""
@@ -198,6 +205,21 @@ def _raw_environ() -> dict[Any, Any] | None:
     if raw is None:
         return None
     return {name: value for name, value in raw.items() if name not in _PER_TEST_VARIABLES}
+
+
+def _environ_unchanged(probe: dict[Any, Any]) -> bool:
+    """Whether ``os.environ`` still equals a :func:`_raw_environ` snapshot, pytest's per-test variables
+    aside, compared without copying it: ``probe`` (a private copy of the snapshot) takes the current
+    values of those variables, then one dict comparison in C decides."""
+    raw = getattr(os.environ, "_data", None)
+    if raw is None:
+        return False
+    for name in _PER_TEST_VARIABLES:
+        if name in raw:
+            probe[name] = raw[name]
+        elif name in probe:
+            del probe[name]
+    return bool(raw == probe)
 
 
 TRACE_CONTEXT_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
@@ -234,21 +256,25 @@ class Redactor:
         self._lock = threading.Lock()
         self._known: frozenset[str] = frozenset()  # learned values
         self._learned_headers: set[tuple[Any, Any]] = set()  # (name, value) pairs :meth:`learn` has read
-        raw = _raw_environ() if self.environ is None else None
+        self._plain_headers = _PLAIN_HEADERS.setdefault(self._headers, set())
         self._raw_env: dict[Any, Any] | None
+        self._env_probe: dict[Any, Any] | None = None  # see _environ_unchanged
         self._env: tuple[tuple[str, str], ...]
         self._patterns: _Patterns
-        cached = _ENV_CACHE.get("os.environ") if raw is not None else None
-        if cached is not None and cached[0] == raw:
+        cached = _ENV_CACHE.get("os.environ") if self.environ is None else None
+        if cached is not None and _environ_unchanged(_ENV_PROBE):
             # one read of os.environ per process while it does not change (a redactor per flow test)
             self._raw_env, self._env, self._patterns = cached
             return
+        raw = _raw_environ() if self.environ is None else None
         self._raw_env = raw
         self._env = env_secrets(self.environ)
         self._patterns = ()
         self._rebuild()
         if raw is not None and self._raw_env is not None:
             _ENV_CACHE["os.environ"] = (self._raw_env, self._env, self._patterns)
+            _ENV_PROBE.clear()
+            _ENV_PROBE.update(self._raw_env)
 
     def _rebuild(self) -> None:
         """Recompute the text patterns (copy on write: scrubbing threads keep the tuple they read)."""
@@ -288,11 +314,17 @@ class Redactor:
     def refresh_env(self) -> bool:
         """Read the environment again (a test may set a secret variable itself); ``True`` if it changed."""
         if self.environ is None:  # os.environ: skip the (costly) decoding read when nothing changed
+            if self._raw_env is not None:
+                if self._env_probe is None:
+                    self._env_probe = dict(self._raw_env)
+                if _environ_unchanged(self._env_probe):
+                    return False
             raw = _raw_environ()
             if raw is not None:
                 if raw == self._raw_env:
                     return False
                 self._raw_env = raw
+                self._env_probe = None
         env = env_secrets(self.environ)
         if env == self._env:
             return False
@@ -308,17 +340,20 @@ class Redactor:
         see :meth:`refresh_env`).
         """
         changed = False
-        learned = self._learned_headers
+        learned, plain = self._learned_headers, self._plain_headers
         headers = request.headers
         raw = getattr(headers, "raw", None)  # httpx: (name, value) bytes, one per line, not decoded yet
         for item in raw if isinstance(raw, list) else headers.items():
-            if item in learned:  # the same header and value as an earlier request: nothing new in it
+            if item in plain or item in learned:  # not a secret header, or read before: nothing new
                 continue
-            name, value = _header_text(item[0]), _header_text(item[1])
+            name = _header_text(item[0])
+            seen = learned
             if _is_secret_header(name, self._headers):
-                changed |= self.remember(header_secret_values(name, value))
-            if isinstance(item[1], str | bytes) and len(learned) < _LEARNED_HEADERS_MAX:
-                learned.add(item)
+                changed |= self.remember(header_secret_values(name, _header_text(item[1])))
+            else:
+                seen = plain  # (any redactor with these settings may skip it)
+            if isinstance(item[1], str | bytes) and len(seen) < _LEARNED_HEADERS_MAX:
+                seen.add(item)
         uri = request.uri
         if "@" in uri or "?" in uri:
             changed |= self.learn_url(uri)

@@ -825,16 +825,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "teardown":
         return
     del _RUNNING[report.nodeid]
-    from ..report import FlowRow
+    from ..report import row_data
+    from ._rows import json_text
 
-    row = FlowRow.from_flow(report.nodeid, flow, _outcome(reports), chart=False)
+    row = row_data(report.nodeid, flow, _outcome(reports))  # plain data: no model built per test
     # The item lives until the session ends: it must not keep the flow (its cassette, ledger and log)
     # alive, or every later garbage collection walks all the flows of the session.
     del item.__dict__["_agentflows_reports"]
     if FLOW_KEY in item.stash:
         del item.stash[FLOW_KEY]
-    item.config.stash[ROWS_KEY].add(row)
-    report.user_properties.append(("agentflows", row.model_dump_json(exclude={"spans", "mermaid"})))
+    item.config.stash[ROWS_KEY].add_data(row)
+    del row["spans"], row["mermaid"]
+    report.user_properties.append(("agentflows", json_text(row)))
 
 
 class _SnapshotKeeper:

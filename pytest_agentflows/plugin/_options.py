@@ -251,12 +251,26 @@ def cassette_name(item: pytest.Item) -> str:
     return safe_file_name(name)
 
 
+_BASES = pytest.StashKey[dict[str, str]]()
+"""Per session: test module path -> the folder of its cassettes (the same for each of its tests)."""
+
+
 def _cassette_base(item: pytest.Item, config: pytest.Config) -> Path:
     """``<dir>/<module>``: where the cassettes of ``item``'s module live."""
-    module = Path(str(item.path))
-    ini_dir = config.getini("agentflows_cassette_dir")
-    base = Path(config.rootpath, ini_dir) if ini_dir else module.parent / "cassettes"
-    return base / module.stem
+    return Path(_cassette_folder(item, config))
+
+
+def _cassette_folder(item: pytest.Item, config: pytest.Config) -> str:
+    """:func:`_cassette_base` as text, computed once per module and session."""
+    module = str(item.path)
+    bases = config.stash.setdefault(_BASES, {})
+    base = bases.get(module)
+    if base is None:
+        path = Path(module)
+        ini_dir = config.getini("agentflows_cassette_dir")
+        folder = Path(config.rootpath, ini_dir) if ini_dir else path.parent / "cassettes"
+        base = bases[module] = str(folder / path.stem)
+    return base
 
 
 def marker_cassette_problem(
@@ -304,7 +318,7 @@ def default_cassette_path(
         UsageError: for an unknown ``agentflows_cassette_format``, or a ``cassette=`` that leaves the
             project (an absolute one: only when ``recording``) or holds a control character.
     """
-    base = _cassette_base(item, config)
+    base = _cassette_folder(item, config)
     if name is not None:
         problem = marker_cassette_problem(item, config, name, recording=recording)
         if problem is not None:
@@ -315,7 +329,7 @@ def default_cassette_path(
         if fmt not in ("yaml", "json"):
             raise UsageError(f"ini agentflows_cassette_format must be 'yaml' or 'json', got {fmt!r}")
         file += f".{fmt}"
-    return Path(os.path.normpath(base / file))
+    return Path(os.path.normpath(os.path.join(base, file)))
 
 
 def snapshot_measurements(item: pytest.Item) -> bool:

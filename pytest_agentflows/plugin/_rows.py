@@ -9,12 +9,21 @@ the baseline or a job summary needs them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ..report import FlowRow
 
-__all__ = ["FlowRows", "RowTotals"]
+__all__ = ["FlowRows", "RowTotals", "json_text"]
+
+
+def json_text(data: Mapping[str, Any]) -> str:
+    """``data`` (plain JSON data) as JSON text, by pydantic's serializer (``model_dump_json``'s layout;
+    some 5 times faster than :func:`json.dumps`)."""
+    from pydantic_core import to_json  # (not at import: the plugin loads this module in every session)
+
+    return to_json(data).decode()
 
 
 class RowTotals(NamedTuple):
@@ -56,6 +65,12 @@ class FlowRows:
         """Keep ``row`` (as text)."""
         self._texts.append(row.model_dump_json())
         self._totals.append(RowTotals.of(row))
+        self._parsed = None
+
+    def add_data(self, data: Mapping[str, Any]) -> None:
+        """Keep a row given as plain data (:func:`~pytest_agentflows.report.row_data`), as JSON text."""
+        self._texts.append(json_text(data))
+        self._totals.append(RowTotals(*(data[name] for name in RowTotals._fields)))
         self._parsed = None
 
     def add_json(self, text: str) -> None:

@@ -110,8 +110,19 @@ def _miss_in(exc: BaseException | None) -> UnrecordedRequestError | None:
     return None
 
 
+_WRAPPERS: dict[Any, Any] = {}
+"""SDK method -> its :func:`_raise_miss_first` wrapper, built once per process (patched in for each flow)."""
+
+
 def _raise_miss_first(original: Any) -> Any:
     """``original`` (a sync or async SDK method), which first re-raises a miss being handled."""
+    wrapper = _WRAPPERS.get(original)
+    if wrapper is None:
+        wrapper = _WRAPPERS[original] = _miss_first_wrapper(original)
+    return wrapper
+
+
+def _miss_first_wrapper(original: Any) -> Any:
     import functools
     import inspect
 
