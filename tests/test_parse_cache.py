@@ -221,3 +221,62 @@ def test_a_session_uses_the_replay_keys_an_earlier_one_kept(pytester: pytest.Pyt
     _replace_keys(_keys_entry(pytester))
     pytester.makeini(INI + "agentflows_match_ignore = metadata\nagentflows_redact_headers = x-team-token\n")
     pytester.runpytest_subprocess("-s").assert_outcomes(passed=1)
+
+
+CONFTEST = """
+import sys
+
+def pytest_sessionfinish(session):
+    print("GENAI_PRICES_LOADED", "genai_prices" in sys.modules)
+"""
+
+
+def _spend(result: pytest.RunResult) -> tuple[bool, str]:
+    """(genai-prices imported, the summary line's spend) of a session of the project below."""
+    (loaded,) = [line.split()[-1] for line in result.outlines if "GENAI_PRICES_LOADED" in line]
+    (summary,) = [line for line in result.outlines if line.startswith("agentflows: 1 flow,")]
+    return loaded == "True", summary.split(", ")[-2]
+
+
+def test_a_session_prices_calls_with_the_rates_an_earlier_one_worked_out(pytester: pytest.Pytester) -> None:
+    """genai-prices' bundled snapshot takes ~40 ms to load: a session whose models all have rates kept by an
+    earlier one (for the same installed snapshot) never loads it, and prices every call the same."""
+    _project(pytester)
+    pytester.makeconftest(CONFTEST)
+    loaded, spend = _spend(pytester.runpytest_subprocess("-s"))
+    assert loaded and spend.startswith("$")
+    kept = pytester.path / ".pytest_cache" / "v" / "agentflows" / "price-rates"
+    assert '"gpt-4o-mini' in kept.read_text()
+    assert _spend(pytester.runpytest_subprocess("-s")) == (False, spend)
+
+    text = kept.read_text()
+    kept.write_text(text.replace('"identity": "', '"identity": "another snapshot '))  # genai-prices upgraded
+    assert _spend(pytester.runpytest_subprocess("-s")) == (True, spend)
+    assert kept.read_text() == text  # worked out again, kept for the installed snapshot
+
+    kept.write_text(text[: len(text) // 2])  # a broken file: priced by genai-prices, never an error
+    assert _spend(pytester.runpytest_subprocess("-s")) == (True, spend)
+    assert _spend(pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")) == (True, spend)
+
+
+def test_kept_rates_are_taken_only_in_their_shape() -> None:
+    from pytest_agentflows.providers import _pricing
+
+    saved = dict(_pricing._rates_by_key)
+    try:
+        _pricing._rates_by_key.clear()
+        good = ["openai", "m-kept", None, "0.001", "1E-7", "6E-7", "-7.5E-8", "0", "0"]
+        bad = [["openai", "m"], ["openai", "m", None, "x", "1", "1", "1", "1", "1"], "row", [1] * 9]
+        assert _pricing.use_kept_rates([*bad, good]) == 1
+        assert _pricing.use_kept_rates("not a list") == 0
+        usage = {"input_tokens": 1000, "output_tokens": 1000, "cache_read_tokens": 100}
+        usage |= {"cache_write_tokens": 100, "cache_write_1h_tokens": 10}  # (the base usage of the rates)
+        assert _pricing.price_usd("openai", "m-kept", **usage) == 0.001
+        usage["output_tokens"] += 10  # 10 tokens more at 6E-7 each
+        assert _pricing.price_usd("openai", "m-kept", **usage) == 0.001006
+        assert _pricing.kept_rates() == [
+            ["openai", "m-kept", None, "0.001", "1E-7", "6E-7", "-7.5E-8", "0", "0"]
+        ]
+    finally:
+        _pricing._rates_by_key.clear()
+        _pricing._rates_by_key.update(saved)

@@ -51,6 +51,7 @@ _rewrite_asserts_of_the_glue_only()
 FLOW_KEY = pytest.StashKey["Flow"]()
 ROWS_KEY = pytest.StashKey["FlowRows"]()
 PARSE_CACHE_KEY = pytest.StashKey[bool]()
+RATES_TAKEN_KEY = pytest.StashKey[int]()
 _RUNNING: dict[str, tuple[pytest.Item, Flow]] = {}
 """Flow tests between fixture setup and their teardown report, by node id (see pytest_runtest_logreport)."""
 WRITTEN_KEY = pytest.StashKey[list[tuple[str, bool]]]()
@@ -455,7 +456,8 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
 
 def _use_parse_cache(config: pytest.Config) -> None:
     """From the first flow on, cassettes are parsed once and kept in pytest's cache directory (see
-    :mod:`pytest_agentflows.cassette._parsed`); none without pytest's cacheprovider plugin."""
+    :mod:`pytest_agentflows.cassette._parsed`), and the price rates an earlier session worked out are used
+    (see :func:`pytest_agentflows.providers._pricing.kept_rates`); neither without pytest's cacheprovider."""
     if PARSE_CACHE_KEY in config.stash:
         return
     from ..cassette import _parsed
@@ -463,6 +465,32 @@ def _use_parse_cache(config: pytest.Config) -> None:
     cache = getattr(config, "cache", None)
     _parsed.use(_parsed.ParseCache(cache.mkdir("agentflows-parsed")) if cache is not None else None)
     config.stash[PARSE_CACHE_KEY] = True
+    if cache is not None:
+        from ..providers._pricing import rates_identity, use_kept_rates
+
+        kept = cache.get(_RATES_CACHE, None)
+        taken = 0
+        if isinstance(kept, dict) and kept.get("identity") == rates_identity() is not None:
+            taken = use_kept_rates(kept.get("rates"))
+        config.stash[RATES_TAKEN_KEY] = taken
+
+
+_RATES_CACHE = "agentflows/price-rates"
+"""pytest cache key of the price rates kept between sessions: ``{"identity": ..., "rates": [...]}``."""
+
+
+def _keep_rates(config: pytest.Config) -> None:
+    """Keep the price rates this session worked out for the next one (when it found new ones)."""
+    taken = config.stash.get(RATES_TAKEN_KEY, None)
+    cache = getattr(config, "cache", None)
+    if taken is None or cache is None:
+        return
+    from ..providers._pricing import kept_rates, rates_identity
+
+    rates, identity = kept_rates(), rates_identity()
+    if identity is not None and len(rates) > taken:
+        with contextlib.suppress(OSError):
+            cache.set(_RATES_CACHE, {"identity": identity, "rates": rates})
 
 
 def _hold_telemetry_for_the_session(config: pytest.Config) -> None:
@@ -479,6 +507,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from ..cassette import _parsed
 
         _parsed.use(None)
+        _keep_rates(config)
     release = config.stash.get(TELEMETRY_RELEASE_KEY, None)
     if release is not None:
         release()

@@ -151,6 +151,69 @@ minute ``None`` for a model whose genai-prices entry has one price for all times
 time-of-day prices): every recorded call then reuses them, whatever its ``Date``."""
 
 
+def kept_rates() -> list[list[str | None]]:
+    """The per-token rates worked out in this process for models with one price at all times, as plain data
+    (``[provider, model, api base or None, base, rate, …]``, decimals as text) for :func:`use_kept_rates`
+    in a later session: a session whose calls all have kept rates never imports genai-prices (whose bundled
+    snapshot takes ~40 ms to load)."""
+    return [
+        [provider, model, api_base, str(rates.base), *map(str, rates.rates)]
+        for (provider, model, api_base, minute), rates in _rates_by_key.items()
+        if minute is None and rates is not None
+    ]
+
+
+def use_kept_rates(rows: Any) -> int:
+    """Take the rates of :func:`kept_rates` (from an earlier session with the same :func:`rates_identity`).
+
+    Rows that are not of that shape are skipped; a model already known here keeps its rates.
+
+    Returns:
+        How many rows were taken.
+    """
+    taken = 0
+    if not isinstance(rows, list):
+        return 0
+    for row in rows:
+        if not (
+            isinstance(row, list)
+            and len(row) == 4 + len(_BASE)
+            and all(isinstance(v, str) for v in row[:2] + row[3:])
+            and (row[2] is None or isinstance(row[2], str))
+        ):
+            continue
+        key = (row[0], row[1], row[2], None)
+        if key in _rates_by_key or len(_rates_by_key) >= 4096:
+            continue
+        try:
+            base, *rates = (Decimal(v) for v in row[3:])
+        except ArithmeticError:  # decimal.InvalidOperation: not a number
+            continue
+        _rates_by_key[key] = _Rates(base, tuple(rates))
+        taken += 1
+    return taken
+
+
+@functools.cache
+def rates_identity() -> str | None:
+    """What kept rates depend on: the installed genai-prices snapshot (its data file's size and modification
+    time, found without importing the package) and this module's source; ``None`` when not found."""
+    import hashlib
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("genai_prices")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        data = os.stat(os.path.join(next(iter(spec.submodule_search_locations)), "data.py"))
+        with open(__file__, "rb") as fh:
+            source = hashlib.sha1(fh.read(), usedforsecurity=False).hexdigest()
+    except (ImportError, ValueError, OSError):
+        return None
+    return f"{data.st_size}/{data.st_mtime_ns}/{source}"
+
+
 def _timeless_price(
     provider: str, model: str, api_base: str | None, usage: tuple[int, int, int, int, int]
 ) -> float | None:
