@@ -222,6 +222,23 @@ def _environ_unchanged(probe: dict[Any, Any]) -> bool:
     return bool(raw == probe)
 
 
+@functools.lru_cache(maxsize=64)
+def _patterns(env: tuple[tuple[str, str], ...], known: frozenset[str]) -> _Patterns:
+    """The text patterns of a redactor that holds the secret variables ``env`` and learned ``known``
+    (cached: each flow's redactor learns the same API key from its first request)."""
+    patterns: dict[str, tuple[str, bool]] = {}
+    for name, value in env:
+        for form in secret_forms(value):
+            patterns.setdefault(form, (f"<REDACTED:{name}>", True))
+    for value in known:
+        for form in secret_forms(value):
+            patterns.setdefault(form, (REDACTED, False))
+    return tuple(
+        (form, repl, from_env)
+        for form, (repl, from_env) in sorted(patterns.items(), key=lambda p: (-len(p[0]), not p[1][1], p[0]))
+    )
+
+
 TRACE_CONTEXT_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 """W3C trace-context request headers: random per request, never stored in a cassette."""
 
@@ -278,17 +295,7 @@ class Redactor:
 
     def _rebuild(self) -> None:
         """Recompute the text patterns (copy on write: scrubbing threads keep the tuple they read)."""
-        patterns: dict[str, tuple[str, bool]] = {}
-        for name, value in self._env:
-            for form in secret_forms(value):
-                patterns.setdefault(form, (f"<REDACTED:{name}>", True))
-        for value in self._known:
-            for form in secret_forms(value):
-                patterns.setdefault(form, (REDACTED, False))
-        self._patterns = tuple(
-            (form, repl, env)
-            for form, (repl, env) in sorted(patterns.items(), key=lambda p: (-len(p[0]), not p[1][1], p[0]))
-        )
+        self._patterns = _patterns(self._env, self._known)
 
     @property
     def builtin_only(self) -> bool:
