@@ -884,8 +884,9 @@ class Recorder:
             assert cassette is not None
             body = b"".join(request.stream)
             request.stream = module.ByteStream(body)
-            _check_model_request(recorder.listener, request)
-            response = cassette.replay_direct(module, request.method, str(request.url), body, request.headers)
+            url = str(request.url)
+            _check_model_request(recorder.listener, request.method, url)
+            response = cassette.replay_direct(module, request.method, url, body, request.headers)
             if response is not None:
                 return response
             return inner(transport, request)  # vcrpy: a miss, or a recording
@@ -903,18 +904,17 @@ class Recorder:
             assert cassette is not None
             body = b"".join([part async for part in request.stream])
             request.stream = module.ByteStream(body)
-            _check_model_request(recorder.listener, request)
+            url = str(request.url)
+            _check_model_request(recorder.listener, request.method, url)
             clock = recorder.clock
             clock.attach_loop()
             started_at = clock.now()
             slot = Exchange(charge_clock=False, started_at=started_at)
             token = _exchange.set(slot)
             try:
-                response = cassette.replay_direct(
-                    module, request.method, str(request.url), body, request.headers
-                )
+                response = cassette.replay_direct(module, request.method, url, body, request.headers)
                 if response is None:
-                    vcr_request = VcrRequest(request.method, str(request.url), body, request.headers)
+                    vcr_request = VcrRequest(request.method, url, body, request.headers)
                     if cassette.can_play_response_for(vcr_request):  # raises the miss in replay-only mode
                         response = await inner(transport, request)
                     else:
@@ -934,9 +934,9 @@ class Recorder:
         return handle_async_request
 
 
-def _check_model_request(listener: ExchangeListener, request: Any) -> None:
+def _check_model_request(listener: ExchangeListener, method: str, url: str) -> None:
     """Let the flow refuse a model request (budget already spent) before it is replayed or sent."""
-    if find_adapter(str(request.method), str(request.url), None) is not None:
+    if find_adapter(str(method), url, None) is not None:
         listener.check_request()
 
 
