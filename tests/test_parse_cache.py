@@ -39,52 +39,11 @@ def test_bad_or_foreign_entries_are_misses_not_errors(tmp_path: Path) -> None:
     blob = entry.read_bytes()
     entry.write_bytes(blob[: len(blob) // 2])  # truncated
     assert cache.get(str(SOURCE), raw) is None
-    fmt, digest, sha, size, kept, keys = marshal.loads(blob)
-    entry.write_bytes(marshal.dumps((fmt, b"another parser", sha, size, kept, keys)))
+    fmt, _digest, sha, size, kept = marshal.loads(blob)
+    entry.write_bytes(marshal.dumps((fmt, b"another parser", sha, size, kept)))
     assert cache.get(str(SOURCE), raw) is None
-    entry.write_bytes(marshal.dumps((fmt, digest, sha, size, kept[:-3], keys)))  # its data cut short
-    assert cache.get(str(SOURCE), raw) is None
-    entry.write_bytes(marshal.dumps((fmt, digest, sha, size, kept, keys)))
-    assert cache.get(str(SOURCE), raw) == data
     entry.write_bytes(marshal.dumps(["not", "an", "entry"]))
     assert cache.get(str(SOURCE), raw) is None
-
-
-def test_keys_are_kept_for_the_bytes_and_settings_they_were_made_for(tmp_path: Path) -> None:
-    raw = SOURCE.read_bytes()
-    path = str(SOURCE)
-    data = parse_cassette(raw.decode(), path)
-    cache = ParseCache(tmp_path)
-    settings = (("api_key",), ())
-    keys = [("POST", "https://x/v1/chat/completions", '{"a":1}')]
-    assert cache.keys(path, settings, 1) is None  # nothing loaded from this path yet
-    cache.put_keys(path, settings, keys)
-    assert not list(tmp_path.iterdir())  # keys belong to loaded bytes: none known yet
-    assert cache.get(path, raw) is None
-    cache.put(path, raw, data)  # (a miss: parsed and kept) the bytes are known from here on
-    assert cache.keys(path, settings, 1) is None
-    cache.put_keys(path, settings, keys)
-
-    fresh = ParseCache(tmp_path)  # another session
-    assert fresh.keys(path, settings, 1) is None  # load the file first
-    assert fresh.get(path, raw) == data
-    assert fresh.keys(path, settings, 1) == keys  # ... then its keys are taken
-    assert fresh.keys(path, settings, 2) is None  # another number of requests
-    other = (("api_key",), (("messages",),))  # other match_ignore paths: computed, kept beside
-    assert fresh.keys(path, other, 1) is None
-    fresh.put_keys(path, other, [("POST", "u", "b")])
-    again = ParseCache(tmp_path)
-    assert again.get(path, raw) == data
-    assert again.keys(path, settings, 1) == keys and again.keys(path, other, 1) == [("POST", "u", "b")]
-    assert again.keys(str(tmp_path / "other.yaml"), settings, 1) is None  # another cassette's
-    assert again.get(path, raw + b"\n") is None  # the file changed: its keys were made for other bytes
-    assert again.keys(path, settings, 1) is None
-
-    entry = next(tmp_path.glob("*.marshal"))
-    fmt, digest, sha, size, blob, (_keys_digest, kept) = marshal.loads(entry.read_bytes())
-    entry.write_bytes(marshal.dumps((fmt, digest, sha, size, blob, (b"other key code", kept))))
-    stale = ParseCache(tmp_path)
-    assert stale.get(path, raw) == data and stale.keys(path, settings, 1) is None
 
 
 def test_what_marshal_cannot_hold_is_not_kept(tmp_path: Path) -> None:
@@ -156,11 +115,10 @@ def test_a_session_uses_the_entry_an_earlier_one_wrote(pytester: pytest.Pytester
     (entry,) = (pytester.path / ".pytest_cache" / "d" / "agentflows-parsed").glob("*.marshal")
 
     # an entry for these very bytes is taken as it is: edit its reply to see that it is read
-    fmt, digest, sha, size, blob, keys = marshal.loads(entry.read_bytes())
-    data = marshal.loads(blob)
+    fmt, digest, sha, size, data = marshal.loads(entry.read_bytes())
     body = data["interactions"][0]["response"]["body"]
     body["string"] = body["string"].replace(original, "FROM THE CACHE")
-    entry.write_bytes(marshal.dumps((fmt, digest, sha, size, marshal.dumps(data), keys)))
+    entry.write_bytes(marshal.dumps((fmt, digest, sha, size, data)))
     second = pytester.runpytest_subprocess("-s")
     second.assert_outcomes(passed=1)
     assert _reply(second) == "FROM THE CACHE"
@@ -179,56 +137,18 @@ def test_no_cache_without_pytests_cacheprovider(pytester: pytest.Pytester) -> No
     assert not (pytester.path / ".pytest_cache").exists()
 
 
-def _keys_entry(pytester: pytest.Pytester) -> Path:
-    (entry,) = (pytester.path / ".pytest_cache" / "d" / "agentflows-parsed").glob("*.marshal")
-    return entry
-
-
-def _replace_keys(entry: Path) -> None:
-    """Make every kept key one no request has: a replay that uses them misses."""
-    fmt, digest, sha, size, blob, (keys_digest, kept) = marshal.loads(entry.read_bytes())
-    assert kept  # (keys were kept)
-    kept = {
-        settings: [(method, url + "?kept-key", body) for method, url, body in keys]
-        for settings, keys in kept.items()
-    }
-    entry.write_bytes(marshal.dumps((fmt, digest, sha, size, blob, (keys_digest, kept))))
-
-
-def test_a_session_uses_the_replay_keys_an_earlier_one_kept(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
-    # the body sent as other bytes with the same JSON: matched through the replay keys, not the bytes
-    pytester.makepyfile(
-        test_cached=TEST.replace(
-            'content=first["body"]', 'content=json.dumps(json.loads(first["body"]), indent=1)'
-        ).replace("import httpx", "import json\nimport httpx")
-    )
-    cassette = pytester.path / "cassettes" / "test_cached" / "replayed.yaml"
-    cassette.parent.mkdir(parents=True)
-    shutil.copy(SOURCE, cassette)
-    pytester.runpytest_subprocess("-s").assert_outcomes(passed=1)
-
-    _replace_keys(_keys_entry(pytester))  # the kept keys are used: the request no longer matches
-    missed = pytester.runpytest_subprocess("-s")
-    missed.assert_outcomes(failed=1)
-    missed.stdout.fnmatch_lines(["*UnrecordedRequestError*"])
-
-    # other match_ignore paths: other keys, computed again (and kept for these settings)
-    pytester.makeini(INI + "agentflows_match_ignore = metadata\n")
-    pytester.runpytest_subprocess("-s").assert_outcomes(passed=1)
-
-    # a redaction setting that makes the hooks rewrite loaded requests: keys never taken from the cache
-    _replace_keys(_keys_entry(pytester))
-    pytester.makeini(INI + "agentflows_match_ignore = metadata\nagentflows_redact_headers = x-team-token\n")
-    pytester.runpytest_subprocess("-s").assert_outcomes(passed=1)
-
-
 CONFTEST = """
 import sys
 
 def pytest_sessionfinish(session):
     print("GENAI_PRICES_LOADED", "genai_prices" in sys.modules)
+    print("YAML_READER_LOADED", "pytest_agentflows.cassette._yaml_load" in sys.modules)
 """
+
+
+def _yaml_reader_loaded(result: pytest.RunResult) -> bool:
+    (loaded,) = [line.split()[-1] for line in result.outlines if "YAML_READER_LOADED" in line]
+    return loaded == "True"
 
 
 def _spend(result: pytest.RunResult) -> tuple[bool, str]:
@@ -243,11 +163,14 @@ def test_a_session_prices_calls_with_the_rates_an_earlier_one_worked_out(pyteste
     earlier one (for the same installed snapshot) never loads it, and prices every call the same."""
     _project(pytester)
     pytester.makeconftest(CONFTEST)
-    loaded, spend = _spend(pytester.runpytest_subprocess("-s"))
-    assert loaded and spend.startswith("$")
+    first = pytester.runpytest_subprocess("-s")
+    loaded, spend = _spend(first)
+    assert loaded and spend.startswith("$") and _yaml_reader_loaded(first)
     kept = pytester.path / ".pytest_cache" / "v" / "agentflows" / "price-rates"
     assert '"gpt-4o-mini' in kept.read_text()
-    assert _spend(pytester.runpytest_subprocess("-s")) == (False, spend)
+    second = pytester.runpytest_subprocess("-s")
+    assert _spend(second) == (False, spend)
+    assert not _yaml_reader_loaded(second)  # (nor the YAML reader: the cassette came from the parse cache)
 
     text = kept.read_text()
     kept.write_text(text.replace('"identity": "', '"identity": "another snapshot '))  # genai-prices upgraded

@@ -45,7 +45,7 @@ from ..providers import find_adapter
 from ..providers._body import BodyError
 from ..runtime._context import current_agent, current_flow
 from ..runtime._sdk_waits import patch_loaded_sdks, sdk_safe
-from . import _parsed, _session
+from . import _session
 from ._keys import RequestKey, nearest_diff, normalisation_note, parse_path, request_key
 from ._modes import RecordMode
 from ._patches import shared_patches
@@ -150,8 +150,6 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self.recorded_count = 0
         self.misses: list[UnrecordedRequestError] = []
         self._loading = False
-        self._verbatim = True
-        """Every interaction of the last load was kept as read (no hook rewrote it)."""
         self._load_index = 0
         self._recorded_order: dict[int, tuple[float, str]] = {}
         self.discard_reason: str | None = None
@@ -218,26 +216,16 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self._loading = True
         self._load_index = 0
         try:
-            self._verbatim = True
             super()._load()
             self._queues = {}
             self._stored_keys = {}
-            loaded = self.data[: self._loaded_count]
-            # the keys of requests loaded as read are a function of the file's bytes and these settings
-            cache = _parsed.active() if self._verbatim and loaded else None
-            settings = (tuple(sorted(self.redactor.query_keys)), self.ignore_paths)
-            kept = cache.keys(self._path, settings, len(loaded)) if cache is not None else None
-            keys: list[RequestKey] = []
-            for index, (request, _response) in enumerate(loaded):
+            for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
                 self._load_index = index
-                key = kept[index] if kept is not None else self._key(request, redacted=True)
-                keys.append(key)
+                key = self._key(request, redacted=True)
                 self._queues.setdefault(key, deque()).append(index)
                 body = request.body_bytes
                 if body is None or isinstance(body, bytes):  # (a hook may leave other types)
                     self._stored_keys[(request.method, request.uri, body)] = key
-            if cache is not None and kept is None:
-                cache.put_keys(self._path, settings, keys)
         except (CassetteError, UnrecordedRequestError):
             raise
         except Exception as exc:  # the persister checked every field: a safety net naming the place
@@ -487,7 +475,6 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             self.data.append((request, response))
             self.dirty = True
             return
-        self._verbatim = False  # what the hooks make of it may depend on the redactor's state
         request = self._before_record_request(request)
         if not request:
             self._load_index += 1
