@@ -468,9 +468,9 @@ def _use_parse_cache(config: pytest.Config) -> None:
     if cache is not None:
         from ..providers._pricing import rates_identity, use_kept_rates
 
-        kept = cache.get(_RATES_CACHE, None)
+        kept, identity = cache.get(_RATES_CACHE, None), rates_identity()
         taken = 0
-        if isinstance(kept, dict) and kept.get("identity") == rates_identity() is not None:
+        if identity is not None and isinstance(kept, dict) and kept.get("identity") == identity:
             taken = use_kept_rates(kept.get("rates"))
         config.stash[RATES_TAKEN_KEY] = taken
 

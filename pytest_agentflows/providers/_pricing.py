@@ -15,7 +15,10 @@ asking genai-prices for the price of a few fixed usages (:class:`_Rates`), and l
 are priced from those rates in exact decimal arithmetic: the same number genai-prices returns
 (``tests/test_pricing_rates.py`` compares them over every model of the bundled snapshot). Tiered prices
 (a different rate past an input-token threshold) and usages genai-prices might refuse (cache reads beyond
-the input tokens) are always priced by genai-prices itself.
+the input tokens) are always priced by genai-prices itself. The rates of models with one price at all times
+can be kept between sessions (:func:`kept_rates`, :func:`use_kept_rates`; the plugin keeps them in pytest's
+cache for the installed genai-prices snapshot, :func:`rates_identity`), so a later session prices them
+without loading genai-prices' data.
 """
 
 from __future__ import annotations
