@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,11 +38,12 @@ def _session(
     base: Path, name: str, plugin_path: str | None, cpu: int | None, cold: bool
 ) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:looptime_plugin"]
-    cmd += ["-p", "no:cacheprovider"] if cold else ["-o", f"cache_dir=.cache-{name}"]
+    key = suite.slug(name)
+    cmd += ["-p", "no:cacheprovider"] if cold else ["-o", f"cache_dir=.cache-{key}"]
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("OPENAI_API_KEY", None)
-    env["PYTHONPYCACHEPREFIX"] = str(base.parent / f"pycache-{name}")
+    env["PYTHONPYCACHEPREFIX"] = str(base.parent / f"pycache-{key}")
     if plugin_path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (plugin_path, env.get("PYTHONPATH")) if p)
 
@@ -61,19 +63,26 @@ def _session(
 
 
 def _timed(procs: list[subprocess.Popen[str]], tests: int) -> list[float]:
-    """Wait for ``procs`` (started together); the wall seconds of each."""
+    """Wait for ``procs`` (started together); the wall seconds of each.
+
+    One thread per session reads its output to the end (so no pipe fills up) and notes when it ended.
+    """
     start = time.perf_counter()
-    ends: dict[int, float] = {}
-    while len(ends) < len(procs):
-        for i, proc in enumerate(procs):
-            if i not in ends and proc.poll() is not None:
-                ends[i] = time.perf_counter()
-        time.sleep(0.005)
-    for proc in procs:
-        out, err = proc.communicate()
+    results: list[tuple[float, str, str]] = [(0.0, "", "")] * len(procs)
+
+    def wait(i: int) -> None:
+        out, err = procs[i].communicate()
+        results[i] = (time.perf_counter(), out, err)
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(len(procs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for proc, (_end, out, err) in zip(procs, results, strict=True):
         if proc.returncode != 0 or f"{tests} passed" not in out:
             raise SystemExit(f"a session failed:\n{out[-3000:]}\n{err[-2000:]}")
-    return [ends[i] - start for i in range(len(procs))]
+    return [end - start for end, _out, _err in results]
 
 
 def compare(base_rev: str, tests: int, reps: int, cold: bool) -> str:
@@ -89,19 +98,18 @@ def compare(base_rev: str, tests: int, reps: int, cold: bool) -> str:
             base = suite.generate(root / "suite", "pytest-agentflows", tests)
             variants = {"this checkout": None, base_rev: str(old)}
             for name, path in variants.items():  # warm-up: bytecode, parse caches
-                _timed([_session(base, _slug(name), path, None, cold)], tests)
+                _timed([_session(base, name, path, None, cold)], tests)
             diffs: list[float] = []
             lines = []
             for rep in range(reps):
                 order = list(variants.items()) if rep % 2 == 0 else list(variants.items())[::-1]
                 if paired:
                     procs = [
-                        _session(base, _slug(name), path, cpus[i], cold)
-                        for i, (name, path) in enumerate(order)
+                        _session(base, name, path, cpus[i], cold) for i, (name, path) in enumerate(order)
                     ]
                     walls = dict(zip([n for n, _ in order], _timed(procs, tests), strict=True))
                 else:
-                    walls = {n: _timed([_session(base, _slug(n), p, None, cold)], tests)[0] for n, p in order}
+                    walls = {n: _timed([_session(base, n, p, None, cold)], tests)[0] for n, p in order}
                 new, ref = walls["this checkout"], walls[base_rev]
                 diffs.append((new - ref) * 1000 / tests)
                 lines.append(f"| {rep + 1} | {new:.2f} s | {ref:.2f} s | {diffs[-1]:+.2f} ms |")
@@ -121,10 +129,6 @@ def compare(base_rev: str, tests: int, reps: int, cold: bool) -> str:
             "(negative: this checkout is faster).",
         ]
     )
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in name)
 
 
 def main() -> None:

@@ -97,10 +97,14 @@ TEST = {
 }
 
 
+def slug(name: str) -> str:
+    """``name`` as a directory name: each character other than a letter or digit becomes ``-``."""
+    return "".join(ch if ch.isalnum() else "-" for ch in name)
+
+
 def generate(root: Path, variant: str, tests: int) -> Path:
     """The suite of ``variant`` under ``root / <slug>``; its cassettes are written next to each module."""
-    slug = "".join(ch if ch.isalnum() else "-" for ch in variant.split(" /")[0])
-    base = root / slug
+    base = root / slug(variant.split(" /")[0])
     (base / "tests").mkdir(parents=True)
     (base / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     kwargs = json.dumps([c.create_kwargs(i) for i in range(CALLS)])

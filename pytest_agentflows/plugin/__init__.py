@@ -397,7 +397,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
     from ._options import resolve
 
     item = request.node
-    _use_parse_cache(item.config)
+    _use_session_caches(item.config)
     try:
         options = resolve(item)
     except UsageError as exc:  # (the collection check catches marker misuse first: one line here too)
@@ -454,7 +454,7 @@ def agentflow(request: pytest.FixtureRequest) -> Iterator[Flow]:
         item.config.stash[DISCARDED_KEY].append(_discard_line(item.nodeid, flow, reason, count))
 
 
-def _use_parse_cache(config: pytest.Config) -> None:
+def _use_session_caches(config: pytest.Config) -> None:
     """From the first flow on, cassettes are parsed once and kept in pytest's cache directory (see
     :mod:`pytest_agentflows.cassette._parsed`), and the price rates an earlier session worked out are used
     (see :func:`pytest_agentflows.providers._pricing.kept_rates`); neither without pytest's cacheprovider."""
