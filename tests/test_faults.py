@@ -606,3 +606,48 @@ def test_a_recorded_rate_limit_replays_with_a_virtual_retry_wait(
     with pytest.MonkeyPatch.context() as env:
         env.setenv("EXPECTED", "3.0")
         pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+async def test_concurrent_first_requests_of_a_new_async_client_reach_the_transport_in_start_order(
+    sdk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK looks its platform up in a worker thread on a client's first request; threads finish in any
+    order. Here the first lookup is the slowest, so without the inline lookup the first agent comes last."""
+    module: Any = openai if sdk == "openai" else anthropic
+    base_client = module._base_client
+    real_get_platform = base_client.get_platform
+    lookups: list[int] = []
+
+    def get_platform() -> Any:  # the SDK's name: only this lookup is made inline
+        lookups.append(threading.get_ident())
+        if len(lookups) == 1:
+            time.sleep(0.05)  # real time: the first worker thread would finish last
+        return real_get_platform()
+
+    monkeypatch.setattr(base_client, "get_platform", get_platform)
+    flow = Flow(test_id="platform")
+    with flow.activate(), ScriptedModel(flow):
+        agents = ["first", "second", "third"]
+        for agent in agents:
+            flow.faults.fail(agent, error="connection")
+        client: Any = (
+            openai.AsyncOpenAI(api_key="k", max_retries=0)
+            if sdk == "openai"
+            else anthropic.AsyncAnthropic(api_key="k", max_retries=0)
+        )
+
+        async def ask(agent: str) -> None:
+            with flow.agent(agent), pytest.raises(module.APIConnectionError):
+                if sdk == "openai":
+                    await client.chat.completions.create(model=GPT, messages=MESSAGES)
+                else:
+                    await client.messages.create(model=CLAUDE, max_tokens=9, messages=MESSAGES)
+
+        try:
+            await asyncio.gather(*(ask(agent) for agent in agents))
+        finally:
+            await client.close()
+    assert [d.agent for d in log(flow) if d.kind == "fault_injected"] == agents
+    assert set(lookups) == {threading.get_ident()}  # looked up on the event loop's thread, not a worker
+    assert base_client.asyncify is not None and "inline" not in base_client.asyncify.__qualname__  # restored

@@ -11,6 +11,12 @@ wraps any transport exception in ``APIConnectionError``, which it retries) and `
 SDK about to retry) re-raise the miss found in the exception being handled. OpenAI 3.x lets it through
 unwrapped by itself.
 
+Concurrent agents reach the transport in the order the flow started them: an async SDK client finds out
+its platform (for its ``X-Stainless-*`` headers) on its first request in a worker thread
+(``asyncify(get_platform)``), and threads finish in any order, so the first requests of agents sharing a
+new client would otherwise be logged, replayed and snapshotted in a different order from run to run. While
+a flow is active, that one lookup runs inline (it is cached by the client, and cheap after the first call).
+
 Part of the runtime layer: it knows a flow only as a :class:`WaitHost` (a clock and whether it records).
 """
 
@@ -148,6 +154,28 @@ def _miss_first_wrapper(original: Any) -> Any:
     return method
 
 
+_INLINE: dict[Any, Any] = {}
+"""SDK ``asyncify`` -> its :func:`_inline_platform` wrapper, built once per process."""
+
+
+def _inline_platform(asyncify: Any) -> Any:
+    """``asyncify`` (an SDK's to-a-worker-thread helper), which runs ``get_platform`` inline instead."""
+    wrapper = _INLINE.get(asyncify)
+    if wrapper is None:
+
+        def inline_asyncify(function: Any) -> Any:
+            if getattr(function, "__name__", None) != "get_platform" or not _active:
+                return asyncify(function)
+
+            async def inline(*args: Any, **kwargs: Any) -> Any:
+                return function(*args, **kwargs)
+
+            return inline
+
+        wrapper = _INLINE[asyncify] = inline_asyncify
+    return wrapper
+
+
 def _patch_methods(module: Any) -> None:
     for cls_name in ("BaseClient", "SyncAPIClient", "AsyncAPIClient"):
         cls = getattr(module, cls_name, None)
@@ -162,7 +190,7 @@ def _patch_methods(module: Any) -> None:
 
 
 def patch_loaded_sdks() -> None:
-    """Redirect ``time.sleep`` and the backoff jitter of every loaded SDK module (idempotent, cheap)."""
+    """Redirect ``time.sleep``, backoff jitter and the platform lookup of each loaded SDK (idempotent)."""
     if len(_patched) == len(_SDK_MODULES) or all(
         name in _patched or name not in sys.modules for name in _SDK_MODULES
     ):
@@ -183,6 +211,10 @@ def patch_loaded_sdks() -> None:
                 module.random = _seeded_random  # type: ignore[attr-defined]
             if name.endswith("_base_client"):
                 _patch_methods(module)
+                asyncify = getattr(module, "asyncify", None)
+                if callable(asyncify) and asyncify not in _INLINE.values():
+                    saved["asyncify"] = asyncify
+                    module.asyncify = _inline_platform(asyncify)  # type: ignore[attr-defined]
             _patched[name] = saved
 
 
