@@ -6,15 +6,16 @@ import contextlib
 import os
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .cassette._modes import RecordMode
 from .cassette._redact import Redactor
 from .errors import UnrecordedRequestError, UsageError
-from .providers import _model_call
+from .providers import Priced, _call_of, _priced
 from .providers._body import normalise_request, normalise_response
 from .runtime._binding import bind
 from .runtime._context import (
@@ -385,8 +386,85 @@ class Flow:
     def _settle_at_exit(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         # Not while an exception leaves the block (a body error must not be masked by a ledger error; the
         # next read settles), nor for a flow left active and collected (GeneratorExit, at interpreter exit).
+        # The deferred exchanges are only read and priced here (an undecodable body still fails the block);
+        # their ledger entries and decisions are built by the next read, if any: the report needs none.
         if exc_type is None:
-            self._settle()
+            self._price_pending()
+
+    def _price_pending(self) -> list[_Exchanged]:
+        """Read and price every deferred exchange (each once); the pending ones, in order.
+
+        Raises:
+            CassetteError: a deferred exchange's body cannot be decoded (that exchange is dropped).
+        """
+        with self._lock:
+            pending = list(self._pending)
+        for entry in pending:
+            if entry.priced is _UNPRICED:
+                try:
+                    self._priced(entry)
+                except BaseException:
+                    with self._lock:
+                        if entry in self._pending:
+                            self._pending.remove(entry)
+                    raise
+        return pending
+
+    def _priced(self, entry: _Exchanged) -> Priced | None:
+        """``entry``'s exchange read by its provider adapter and priced (once), ``None`` if no model call.
+
+        Raises:
+            CassetteError: its body cannot be decoded; the message names the cassette and the field.
+        """
+        if entry.priced is not _UNPRICED:
+            return cast("Priced | None", entry.priced)
+        exchange = entry.exchange
+        assert exchange.request is not None and exchange.response is not None
+        try:
+            found = _priced(normalise_request(exchange.request), normalise_response(exchange.response))
+        except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
+            from .errors import CassetteError
+
+            where = getattr(exc, "where", "")
+            raise CassetteError(str(self.cassette_path or "(no cassette)"), where, str(exc)) from exc
+        entry.priced = found
+        return found
+
+    def _call_facts(self) -> list[CallFacts]:
+        """What the report reads of every model call, in ledger order (as :attr:`calls`).
+
+        Deferred exchanges are read and priced (once), not settled: no :class:`ModelCall`, budget charge
+        or decision is built for them, so summarising a test that never read its ledger stays cheap.
+
+        Raises:
+            CassetteError: a deferred exchange's body cannot be decoded.
+        """
+        pending = self._price_pending()
+        with self._lock:
+            settled = list(self._calls)
+        facts = [CallFacts.of(call) for call in settled]
+        for entry in pending:
+            priced = entry.priced
+            if isinstance(priced, Priced):
+                facts.append(CallFacts.deferred(entry.exchange, priced, entry.latency, entry.started))
+        indexed = sorted(
+            enumerate(facts), key=lambda ic: (round(ic[1].started_at + ic[1].latency_s, 6), ic[0])
+        )
+        return [fact for _, fact in indexed]
+
+    def _decision_kinds(self) -> Counter[str]:
+        """How many decisions of each kind the log has, counting those deferred exchanges will add."""
+        pending = self._price_pending()
+        with self.log._lock._inner if isinstance(self.log._lock, _Settling) else self.log._lock:
+            kinds = Counter(d.kind for d in self.log._decisions)
+        for entry in pending:
+            priced = entry.priced
+            if isinstance(priced, Priced):
+                if self.record_model_calls:
+                    kinds["model_call"] += 1
+                if priced.parsed.tool_calls:
+                    kinds["tool_call"] += len(priced.parsed.tool_calls)
+        return kinds
 
     def _account(self, entry: _Exchanged, *, deferred: bool) -> None:
         """Parse one exchange into the ledger, charge the budget and log its decisions.
@@ -405,23 +483,16 @@ class Flow:
                 "parent": parent,
             }
 
-        assert exchange.request is not None and exchange.response is not None
-        try:
-            call = _model_call(
-                normalise_request(exchange.request),
-                normalise_response(exchange.response),
-                exchange.agent,
-                entry.latency,
-                self.redactor.scrub_data if self.redactor.scrubs_data else None,
-                ledger_fields,
-            )
-        except ValueError as exc:  # providers.BodyError: a body that cannot be decoded
-            from .errors import CassetteError
-
-            where = getattr(exc, "where", "")
-            raise CassetteError(str(self.cassette_path or "(no cassette)"), where, str(exc)) from exc
-        if call is None:
+        priced = self._priced(entry)
+        if priced is None:
             return
+        call = _call_of(
+            priced,
+            exchange.agent,
+            entry.latency,
+            self.redactor.scrub_data if self.redactor.scrubs_data else None,
+            ledger_fields,
+        )
         if not deferred:
             self.add_call(call)
         else:
@@ -726,12 +797,64 @@ def _reset_flow(token: Any) -> None:
         current_flow.set(None)
 
 
+_UNPRICED = object()
+
+
+class CallFacts(NamedTuple):
+    """What the report reads of one model call (the :class:`ModelCall` fields of the same names)."""
+
+    agent: str | None
+    provider: str
+    model: str
+    usage: Usage
+    started_at: float
+    latency_s: float
+    streamed: bool
+    replayed: bool
+    tool_names: tuple[str, ...]
+    usage_reported: bool
+
+    @classmethod
+    def of(cls, call: ModelCall) -> CallFacts:
+        """The facts of a call in the ledger."""
+        return cls(
+            call.agent,
+            call.provider,
+            call.model,
+            call.usage,
+            call.started_at,
+            call.latency_s,
+            call.streamed,
+            call.replayed,
+            tuple(t.name for t in call.tool_calls),
+            call.usage_reported,
+        )
+
+    @classmethod
+    def deferred(cls, exchange: Exchange, priced: Priced, latency: float, started: float) -> CallFacts:
+        """The facts of a deferred exchange: those of the :class:`ModelCall` settling it would build."""
+        return cls(
+            exchange.agent,
+            priced.adapter.provider,
+            priced.model,
+            priced.usage,
+            round(started, 6),
+            latency,
+            priced.streamed,
+            exchange.replayed,
+            tuple(t.name for t in priced.parsed.tool_calls),
+            priced.parsed.usage_reported,
+        )
+
+
 class _Exchanged:
     """An exchange as :meth:`Flow.on_exchange` saw it: what accounting it later needs of that moment."""
 
-    __slots__ = ("at", "exchange", "latency", "parent", "started")
+    __slots__ = ("at", "exchange", "latency", "parent", "priced", "started")
 
     def __init__(self, exchange: Exchange, latency: float, started: float, parent: str | None, at: float):
+        self.priced: Priced | object | None = _UNPRICED
+        """The exchange read and priced (:meth:`Flow._priced`), ``None`` if no model call; ``_UNPRICED``."""
         self.exchange = exchange
         self.latency = latency
         """Virtual seconds charged."""

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .runtime.budget import UNATTRIBUTED, _Tally
 
 if TYPE_CHECKING:
-    from .flow import Flow
+    from .flow import CallFacts, Flow
     from .runtime._models import ModelCall
 
 __all__ = [
@@ -163,10 +163,12 @@ class Span(_Documented):
     @classmethod
     def from_call(cls, index: int, call: ModelCall) -> Span:
         """The span of ``call``, the ``index``-th call of a flow."""
-        return cls(**_span_data(index, call))
+        from .flow import CallFacts
+
+        return cls(**_span_data(index, CallFacts.of(call)))
 
 
-def _span_data(index: int, call: ModelCall) -> dict[str, Any]:
+def _span_data(index: int, call: CallFacts) -> dict[str, Any]:
     """The fields of :meth:`Span.from_call`'s span as plain data."""
     start = round(call.started_at, _DIGITS)
     usage = call.usage
@@ -182,7 +184,7 @@ def _span_data(index: int, call: ModelCall) -> dict[str, Any]:
         "cost_usd": usage.cost_usd,
         "streamed": call.streamed,
         "replayed": call.replayed,
-        "tool_calls": [t.name for t in call.tool_calls],
+        "tool_calls": list(call.tool_names),
         "usage_reported": call.usage_reported,
     }
 
@@ -298,7 +300,8 @@ def row_data(test: str, flow: Flow, outcome: Outcome = "passed") -> dict[str, An
         A dict with every :class:`FlowRow` field, in declaration order (``mermaid`` empty); ``agents`` and
         ``spans`` as lists of dicts of :class:`AgentSpend` and :class:`Span` fields.
     """
-    calls = flow.calls  # one read of the ledger: totals, spend per agent and spans in one pass
+    # one read of the ledger (deferred calls priced, not settled): totals, spend per agent, spans in one pass
+    calls = flow._call_facts()
     total = _Tally()
     by_agent: dict[str, _Tally] = {}
     count: Counter[str] = Counter()
@@ -344,7 +347,7 @@ def row_data(test: str, flow: Flow, outcome: Outcome = "passed") -> dict[str, An
         **_margins(budget_usd, total.cost, budget_tokens, total.input + total.output, deadline_s, elapsed),
         "agents": agents,
         "spans": spans,
-        "decisions": dict(sorted(Counter(d.kind for d in flow.decisions).items())),
+        "decisions": dict(sorted(flow._decision_kinds().items())),
         "mermaid": "",
     }
 

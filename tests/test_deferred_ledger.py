@@ -19,6 +19,9 @@ import pytest
 
 from pytest_agentflows import CassetteError, Flow
 from pytest_agentflows.cassette._recorder import Exchange
+from pytest_agentflows.flow import _UNPRICED
+from pytest_agentflows.providers import Priced
+from pytest_agentflows.report import row_data
 from pytest_agentflows.runtime._context import Scope
 from pytest_agentflows.runtime.budget import UNATTRIBUTED
 
@@ -238,13 +241,65 @@ def test_threads_replaying_while_others_read_lose_and_reorder_nothing() -> None:
     )
 
 
-def test_the_ledger_is_settled_when_the_flow_deactivates() -> None:
+def test_deactivating_prices_the_pending_calls_and_the_next_read_settles_them() -> None:
     flow = Flow(test_id="t")
     with flow.activate():
         flow.on_exchange(_exchange("a"))
-        assert flow._pending
+        assert flow._pending[0].priced is _UNPRICED
+    (entry,) = flow._pending  # read and priced once, at deactivation; no ledger entry or decision yet
+    assert isinstance(entry.priced, Priced)
+    assert (entry.priced.model, entry.priced.usage.input_tokens, entry.priced.usage.output_tokens) == (
+        "gpt-4o-mini-2024-07-18",
+        10,
+        5,
+    )
+    assert not flow._calls and not flow.log._decisions
+    assert [d.kind for d in flow.decisions] == ["model_call"]
     assert not flow._pending
-    assert flow.log._decisions[0].kind == "model_call"
+    assert flow.calls[0].usage == entry.priced.usage
+
+
+def test_a_body_that_cannot_be_decoded_fails_the_deactivation_and_loses_no_other_call() -> None:
+    flow = Flow(test_id="t")
+    bad = _exchange("b")
+    assert bad.response is not None
+    bad.response["headers"]["content-encoding"] = ["gzip"]
+    bad.response["body"]["string"] = b"\x1f\x8b" + b"garbage"
+    with pytest.raises(CassetteError, match="gzip body does not decompress"), flow.activate():
+        flow.on_exchange(_exchange("a"))
+        flow.on_exchange(bad)
+        flow.on_exchange(_exchange("c"))
+    assert [c.agent for c in flow.calls] == ["a", "c"]
+
+
+@pytest.mark.parametrize("record_model_calls", [True, False])
+def test_the_report_row_of_an_unsettled_flow_is_the_row_of_the_flow_accounted_at_once(
+    tmp_path: Path, record_model_calls: bool
+) -> None:
+    lazy = Flow(test_id="t", record_model_calls=record_model_calls)
+    eager = Flow(test_id="t", log_path=tmp_path / "decisions.jsonl", record_model_calls=record_model_calls)
+    for flow in (lazy, eager):
+        with flow.activate():
+            _script(flow)
+            flow.on_exchange(_exchange("critic", [("lookup", {"id": 7})], prompt="check"))
+    pending = len(lazy._pending)  # the calls after the script's last decision
+    assert pending == 2 and not eager._pending
+    row = row_data("tests/test_x.py::test_t", lazy)
+    assert len(lazy._pending) == pending, "the report reads deferred calls without settling them"
+    want = row_data("tests/test_x.py::test_t", eager)
+    assert row == want
+    assert row["calls"] == 6 and row["input_tokens"] == 60
+    spans = [span["tool_calls"] for span in row["spans"]]
+    assert spans == [["search", "weather"], ["book"], [], [], [], ["lookup"]]
+    assert row["decisions"] == (
+        {"model_call": 6, "route": 1, "tool_call": 4, "verdict": 1}
+        if record_model_calls
+        else {"route": 1, "tool_call": 4, "verdict": 1}
+    )
+    assert row_data("tests/test_x.py::test_t", lazy) == row  # and once settled, the same row
+    _ = lazy.calls
+    assert not lazy._pending
+    assert row_data("tests/test_x.py::test_t", lazy) == row
 
 
 def test_an_error_leaving_the_flow_is_not_masked_by_a_ledger_error() -> None:

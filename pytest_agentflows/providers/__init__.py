@@ -166,15 +166,29 @@ def call_from_normalised(
     return _model_call(request, response, agent, latency_s, scrub, None)
 
 
-def _model_call(
-    request: Mapping[str, Any],
-    response: Mapping[str, Any],
-    agent: str | None,
-    latency_s: float,
-    scrub: Callable[[Any], Any] | None,
-    ledger_fields: Callable[[], Mapping[str, Any]] | None,
-) -> ModelCall | None:
-    """:func:`call_from_normalised`; ``ledger_fields()`` (called only for a model call) adds fields."""
+class Priced:
+    """One model call read from an interaction and priced, before it becomes a :class:`ModelCall`.
+
+    What the report needs of a call (provider, model, usage, tool names) is here, so a flow can summarise a
+    replayed call without building its ledger entry (see ``Flow.on_exchange``).
+    """
+
+    __slots__ = ("adapter", "model", "parsed", "streamed", "usage")
+
+    def __init__(
+        self, adapter: ProviderAdapter, parsed: ParsedCall, streamed: bool, model: str, usage: Usage
+    ):
+        self.adapter = adapter
+        self.parsed = parsed
+        self.streamed = streamed
+        self.model = model
+        """The response's model name, else the request's, else ``"unknown"``."""
+        self.usage = usage
+        """Token counts and USD (``genai-prices`` at the response's ``Date``; ``None`` when unknown)."""
+
+
+def _priced(request: Mapping[str, Any], response: Mapping[str, Any]) -> Priced | None:
+    """The interaction read by its adapter and priced, or ``None`` (see :func:`parse_normalised`)."""
     found = _parse(request, response)
     if found is None:
         return None
@@ -203,6 +217,31 @@ def _model_call(
         cache_read_tokens=parsed.cache_read_tokens,
         cache_write_tokens=parsed.cache_write_tokens,
     )
+    return Priced(adapter, parsed, streamed, model, usage)
+
+
+def _model_call(
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    agent: str | None,
+    latency_s: float,
+    scrub: Callable[[Any], Any] | None,
+    ledger_fields: Callable[[], Mapping[str, Any]] | None,
+) -> ModelCall | None:
+    """:func:`call_from_normalised`; ``ledger_fields()`` (called only for a model call) adds fields."""
+    priced = _priced(request, response)
+    return None if priced is None else _call_of(priced, agent, latency_s, scrub, ledger_fields)
+
+
+def _call_of(
+    priced: Priced,
+    agent: str | None,
+    latency_s: float,
+    scrub: Callable[[Any], Any] | None,
+    ledger_fields: Callable[[], Mapping[str, Any]] | None,
+) -> ModelCall:
+    """The :class:`ModelCall` of a priced interaction; ``ledger_fields()`` adds fields."""
+    parsed = priced.parsed
     messages = parsed.input_messages
     tools = parsed.tool_calls
     text = parsed.text or ""
@@ -214,12 +253,12 @@ def _model_call(
         tools = tuple(t.model_copy(update={"agent": agent}) for t in tools)
     return ModelCall(
         agent=agent,
-        provider=adapter.provider,
-        model=model,
-        usage=usage,
+        provider=priced.adapter.provider,
+        model=priced.model,
+        usage=priced.usage,
         latency_s=latency_s,
-        streamed=streamed,
-        api=adapter.name,
+        streamed=priced.streamed,
+        api=priced.adapter.name,
         input_messages=list(messages),
         output_text=text,
         tool_calls=list(tools),
