@@ -187,3 +187,56 @@ def test_threads_replaying_one_request_get_each_recorded_response_once(tmp_path:
     assert cassette is not None
     assert cassette.replayed_count == count
     assert sorted(cassette.play_counts.values()) == [1] * count
+
+
+def _count_index_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs whose index key is computed from now on (a replay in recorded order computes none)."""
+    from pytest_agentflows.cassette import _recorder
+
+    computed: list[str] = []
+    real = _recorder.request_key
+
+    def counting(method: str, uri: str, *args: Any, **kwargs: Any) -> Any:
+        computed.append(uri)
+        return real(method, uri, *args, **kwargs)
+
+    monkeypatch.setattr(_recorder, "request_key", counting)
+    return computed
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_replay_in_recorded_order_computes_no_index_key(
+    tmp_path: Path, stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed = _count_index_keys(monkeypatch)
+    module = importlib.import_module(stack)
+    flow = Flow(cassette=_cassette(tmp_path / "echo.yaml"), record="none", test_id="test_in_order")
+    with flow.activate(), module.Client() as client:
+        got = [client.post(URL, content=body).content for body in BODIES[:2]]
+        assert computed == []  # each request was the next interaction's own: taken without a key
+        cassette = flow._cassette
+        assert cassette is not None and cassette._queues is None
+        got.append(client.post(URL, content=BODIES[3]).content)  # out of order: the index is built
+        assert len(computed) == 4  # the loaded interactions' keys (the live one is a stored request's)
+        got.append(client.post(URL, content=BODIES[2]).content)
+    assert got == [b'{"a": "one"}', b'{"a": "two"}', b'{"error": "nope"}', b'{"a": "one again"}']
+    assert sorted(cassette.play_counts.values()) == [1] * 4
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_earlier_interaction_matching_the_same_request_is_still_replayed_first(
+    tmp_path: Path, stack: str
+) -> None:
+    """Matching is on the normalised body: ``{"q":1}`` recorded first answers a request sent as
+    ``{"q": 1}`` (the later interaction's very bytes) first, as it did before requests were taken in order."""
+    path = tmp_path / "spacing.yaml"
+    interactions = [
+        _interaction('{"q":1}', 200, "OK", '{"a": "compact"}'),
+        _interaction('{"q": 1}', 200, "OK", '{"a": "spaced"}'),
+    ]
+    path.write_text(yaml.safe_dump({"interactions": interactions, "version": 1}), encoding="utf-8")
+    module = importlib.import_module(stack)
+    flow = Flow(cassette=path, record="none", test_id="test_spacing")
+    with flow.activate(), module.Client() as client:
+        got = [client.post(URL, content=b'{"q": 1}').content for _ in range(2)]
+    assert got == [b'{"a": "compact"}', b'{"a": "spaced"}']

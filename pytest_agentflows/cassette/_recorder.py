@@ -30,6 +30,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 import zlib
 from collections import deque
@@ -141,8 +142,16 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self.listener = agentflows_listener
         self.redactor = agentflows_redactor or Redactor()
         self._clock_now = agentflows_clock_now
-        self._queues: dict[RequestKey, deque[int]] = {}
-        self._key_memo: dict[tuple[str, str, bytes | None], RequestKey] = {}
+        self._queues: dict[RequestKey, deque[int]] | None = {}
+        """Index key -> positions of the loaded interactions not replayed yet; ``None`` until needed (see
+        :meth:`_take_in_order`)."""
+        self._raw: dict[tuple[str, str, bytes | None], deque[int]] = {}
+        """(method, URL, body) of the stored requests -> their positions, while ``_queues`` is ``None``."""
+        self._taken: list[bool] = []
+        self._lowest = 0
+        self._index_lock = threading.Lock()
+        self._scrub_memo: dict[tuple[str, str, Any], tuple[str, str, Any]] = {}
+        self._key_memo: dict[tuple[str, str, Any], RequestKey] = {}
         self._stored_keys: dict[tuple[str, str, bytes | None], RequestKey] = {}
         """(method, URL, body) of each stored request -> its index key (a key is a function of these)."""
         self._starts: dict[int, tuple[float, float]] = {}
@@ -217,15 +226,6 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         self._load_index = 0
         try:
             super()._load()
-            self._queues = {}
-            self._stored_keys = {}
-            for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
-                self._load_index = index
-                key = self._key(request, redacted=True)
-                self._queues.setdefault(key, deque()).append(index)
-                body = request.body_bytes
-                if body is None or isinstance(body, bytes):  # (a hook may leave other types)
-                    self._stored_keys[(request.method, request.uri, body)] = key
         except (CassetteError, UnrecordedRequestError):
             raise
         except Exception as exc:  # the persister checked every field: a safety net naming the place
@@ -236,16 +236,84 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
             ) from None
         finally:
             self._loading = False
+        self._queues = None
+        self._raw = {}
+        self._taken = [False] * self._loaded_count
+        self._lowest = 0
+        odd = False
+        for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
+            body = request.body_bytes
+            if body is None or isinstance(body, bytes):
+                self._raw.setdefault((request.method, request.uri, body), deque()).append(index)
+            else:  # (a hook may leave other types): matched by key only
+                odd = True
+        if odd:
+            self._index()
+
+    def _index(self) -> dict[RequestKey, deque[int]]:
+        """The index of the interactions not replayed yet, by key (built on first need, then kept).
+
+        Raises:
+            CassetteError: a stored request's key cannot be computed (a safety net: loading checked
+                every field); the message names the interaction.
+        """
+        queues = self._queues
+        if queues is not None:
+            return queues
+        with self._index_lock:
+            if self._queues is not None:
+                return self._queues
+            queues, stored = {}, {}
+            for index, (request, _response) in enumerate(self.data[: self._loaded_count]):
+                try:
+                    key = self._key(request, redacted=True)
+                except Exception as exc:
+                    raise sdk_safe(
+                        CassetteError(
+                            self._path,
+                            f"interactions[{index}]",
+                            f"cannot load it ({type(exc).__name__}: {exc})",
+                        )
+                    ) from None
+                body = request.body_bytes
+                if body is None or isinstance(body, bytes):
+                    stored[(request.method, request.uri, body)] = key
+                if not self._taken[index]:
+                    queues.setdefault(key, deque()).append(index)
+            self._stored_keys = stored
+            self._queues = queues
+            return queues
+
+    def _take_in_order(self, request: Any) -> int | None:
+        """The position of the next interaction in file order when ``request`` is that one's very request.
+
+        Replaying a flow as it was recorded, each request is byte for byte the stored request of the
+        first interaction not replayed yet (after scrubbing), which is then the one matching would give:
+        no index key is computed, for it or for the loaded interactions. ``None`` once the index is built
+        (any other request builds it).
+        """
+        if self._queues is not None:
+            return None
+        scrubbed = self._scrubbed(request)
+        with self._index_lock:
+            if self._queues is not None:
+                return None
+            taken, lowest = self._taken, self._lowest
+            while lowest < len(taken) and taken[lowest]:
+                lowest += 1
+            self._lowest = lowest
+            same = self._raw.get(scrubbed)
+            if not same or same[0] != lowest:
+                return None
+            index = same.popleft()
+            taken[index] = True
+            return index
 
     def _key(self, request: Any, *, redacted: bool = False) -> RequestKey:
         """The index key of ``request``; a live request (``redacted=False``) is scrubbed first.
 
         Only the URL and the body take part in a key, so only they are scrubbed (the same functions the
-        ``before_record_request`` hook applies). Keys of live requests are memoised by content: vcrpy asks
-        ``can_play_response_for`` and then ``play_response`` for the same request (the async wrapper once
-        more). For each request not in the memo the redactor first learns the secret values of its
-        headers and URL and re-reads the environment; the memo is cleared when that found something new,
-        the only times the redactor's output changes.
+        ``before_record_request`` hook applies; see :meth:`_scrubbed`).
         """
         if redacted:
             return request_key(
@@ -255,32 +323,44 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
                 secret_query=self.redactor.query_keys,
                 ignore_paths=self.ignore_paths,
             )
+        scrubbed = self._scrubbed(request)
+        key = self._key_memo.get(scrubbed)
+        if key is None:
+            # the key of a stored request with these very bytes (the usual replay), else computed
+            key = self._stored_keys.get(scrubbed) or request_key(
+                *scrubbed, secret_query=self.redactor.query_keys, ignore_paths=self.ignore_paths
+            )
+            if len(self._key_memo) >= 256:
+                self._key_memo.clear()
+            self._key_memo[scrubbed] = key
+        return key
+
+    def _scrubbed(self, request: Any) -> tuple[str, str, Any]:
+        """``(method, URL, body)`` of a live request as it would be stored: secrets masked.
+
+        Memoised by content: vcrpy asks ``can_play_response_for`` and then ``play_response`` for the same
+        request (the async wrapper once more). For each request not in the memo the redactor first learns
+        the secret values of its headers and URL and re-reads the environment; the memo is cleared when
+        that found something new, the only times the redactor's output changes.
+        """
         redactor = self.redactor
         body = _body_bytes(request)
         memo_key = (request.method, request.uri, body)
-        key = self._key_memo.get(memo_key)
-        if key is None:
+        scrubbed = self._scrub_memo.get(memo_key)
+        if scrubbed is None:
             # A secret header's (or URL's) value is masked in the body below too; a test may have set a
             # secret environment variable itself. New secrets change the redactor's output: reset the memo.
             learned = redactor.learn(request)
             if redactor.refresh_env() or learned:
-                self._key_memo.clear()
-            uri, scrubbed = redactor.scrub_url(request.uri), redactor.scrub_body(body)
-            # the key of a stored request with these very bytes (the usual replay), else computed
-            key = self._stored_keys.get((request.method, uri, scrubbed)) or request_key(
-                request.method,
-                uri,
-                scrubbed,
-                secret_query=redactor.query_keys,
-                ignore_paths=self.ignore_paths,
-            )
-            if len(self._key_memo) >= 256:
-                self._key_memo.clear()
-            self._key_memo[memo_key] = key
-        return key
+                self._scrub_memo.clear()
+            scrubbed = (request.method, redactor.scrub_url(request.uri), redactor.scrub_body(body))
+            if len(self._scrub_memo) >= 256:
+                self._scrub_memo.clear()
+            self._scrub_memo[memo_key] = scrubbed
+        return scrubbed
 
     def __contains__(self, request: Any) -> bool:
-        return bool(self._queues.get(self._key(request)))
+        return bool(self._index().get(self._key(request)))
 
     def _foreign(self) -> Any:
         """The other flow the running code belongs to (a thread that outlived its test), else ``None``."""
@@ -293,7 +373,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         __tracebackhide__ = True  # pytest prints no frame of ours holding the raw request (its URL)
         if self._foreign() is not None:  # never served from, recorded into or blamed on this test
             raise self._miss(request)
-        if self.mode is not RecordMode.ALL and self._queues.get(self._key(request)):
+        if self.mode is not RecordMode.ALL and self._index().get(self._key(request)):
             return True
         if self.mode is RecordMode.NONE:
             raise self._miss(request)
@@ -304,9 +384,9 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         __tracebackhide__ = True
         patch_loaded_sdks()  # an SDK imported after activation must not retry or wrap this miss either
         if self.redactor.learn(request):  # the diff below prints the body: mask this request's secrets
-            self._key_memo.clear()
+            self._scrub_memo.clear()
         key = self._key(request)
-        recorded = list(self._queues)  # the keys of the loaded interactions, computed once at load
+        recorded = list(self._index())  # the keys of the interactions not replayed yet
         foreign = self._foreign()
         if foreign is not None:
             reason = (
@@ -343,7 +423,7 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
 
     def play_response(self, request: Any) -> dict[str, Any]:
         __tracebackhide__ = True
-        queue = self._queues.get(self._key(request))
+        queue = self._index().get(self._key(request))
         if not queue:
             raise self._miss(request)
         return self._play(queue.popleft())
@@ -366,11 +446,14 @@ class FlowCassette(_VcrCassette):  # type: ignore[misc]
         """
         if self.mode is RecordMode.ALL or self._foreign() is not None:
             return None
-        queue = self._queues.get(self._key(_LiveRequest(method, url, body, headers)))
-        try:
-            index = queue.popleft() if queue else None  # popleft: atomic when threads replay at once
-        except IndexError:  # another thread took the last one
-            index = None
+        live = _LiveRequest(method, url, body, headers)
+        index = self._take_in_order(live)
+        if index is None:
+            queue = self._index().get(self._key(live))
+            try:
+                index = queue.popleft() if queue else None  # popleft: atomic when threads replay at once
+            except IndexError:  # another thread took the last one
+                index = None
         if index is None:
             return None
         response = self._play(index)
