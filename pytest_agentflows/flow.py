@@ -327,9 +327,11 @@ class Flow:
 
         The clock moves at once. A replayed exchange whose accounting nothing needs yet (no budget cap,
         no reservation or held decisions in the calling context, no JSONL log) is accounted lazily: the
-        ledger, the budget and the decision log settle it, in call order, on their next read or write
-        (and when the flow deactivates without an error), so replaying a call parses no body. The result
-        is the same as accounting at once: ids, ``at`` times, agents and order are captured now.
+        ledger, the budget and the decision log settle it, in call order, on their next read or write, so
+        replaying a call parses no body. When the flow deactivates without an error, its pending calls are
+        read and priced (a body that cannot be decoded fails there), which is all the report needs of
+        them; they are settled only if something reads the ledger, the budget or the log afterwards. The
+        result is the same as accounting at once: ids, ``at`` times, agents and order are captured now.
         """
         patch_loaded_sdks()  # an SDK imported after activation: its retry waits become virtual too
         latency = self.effective_latency(exchange.latency_s)
