@@ -65,6 +65,15 @@ def _exchange(
     )
 
 
+def _undecodable(agent: str) -> Exchange:
+    """An exchange whose response says gzip but holds gzip's magic bytes, then garbage."""
+    bad = _exchange(agent, prompt="bad")
+    assert bad.response is not None
+    bad.response["headers"]["content-encoding"] = ["gzip"]
+    bad.response["body"]["string"] = b"\x1f\x8b" + b"not gzip at all"
+    return bad
+
+
 def _script(flow: Flow) -> None:
     """Calls in agent runs and spans, tool calls, decisions between calls, a non-model exchange."""
     with flow.agent("planner"):
@@ -181,10 +190,7 @@ def test_calls_in_a_reservation_or_under_a_cap_are_accounted_at_once() -> None:
 def test_a_body_that_cannot_be_decoded_raises_when_settled_and_loses_no_other_call() -> None:
     flow = Flow(cassette=None, test_id="tests/test_x.py::test_bad")
     flow.on_exchange(_exchange("a", prompt="first"))
-    bad = _exchange("b", prompt="bad")
-    assert bad.response is not None
-    bad.response["headers"]["content-encoding"] = ["gzip"]
-    bad.response["body"]["string"] = b"\x1f\x8b" + b"not gzip at all"  # gzip's magic, then garbage
+    bad = _undecodable("b")
     flow.on_exchange(bad)
     flow.on_exchange(_exchange("c", prompt="third"))
     with pytest.raises(CassetteError, match="gzip body does not decompress"):
@@ -261,10 +267,7 @@ def test_deactivating_prices_the_pending_calls_and_the_next_read_settles_them() 
 
 def test_a_body_that_cannot_be_decoded_fails_the_deactivation_and_loses_no_other_call() -> None:
     flow = Flow(test_id="t")
-    bad = _exchange("b")
-    assert bad.response is not None
-    bad.response["headers"]["content-encoding"] = ["gzip"]
-    bad.response["body"]["string"] = b"\x1f\x8b" + b"garbage"
+    bad = _undecodable("b")
     with pytest.raises(CassetteError, match="gzip body does not decompress"), flow.activate():
         flow.on_exchange(_exchange("a"))
         flow.on_exchange(bad)
@@ -304,10 +307,7 @@ def test_the_report_row_of_an_unsettled_flow_is_the_row_of_the_flow_accounted_at
 
 def test_an_error_leaving_the_flow_is_not_masked_by_a_ledger_error() -> None:
     flow = Flow(test_id="t")
-    bad = _exchange("b")
-    assert bad.response is not None
-    bad.response["headers"]["content-encoding"] = ["gzip"]
-    bad.response["body"]["string"] = b"\x1f\x8b" + b"garbage"
+    bad = _undecodable("b")
     with pytest.raises(KeyError, match="the test's own error"), flow.activate():
         flow.on_exchange(bad)
         raise KeyError("the test's own error")
