@@ -31,6 +31,7 @@ asyncio_default_fixture_loop_scope = function
 filterwarnings =
     error
     ignore::DeprecationWarning
+    ignore:unclosed <socket.socket:ResourceWarning
 """
 
 PLAN = [

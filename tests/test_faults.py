@@ -42,6 +42,7 @@ asyncio_default_fixture_loop_scope = function
 filterwarnings =
     error
     ignore::DeprecationWarning
+    ignore:unclosed <socket.socket:ResourceWarning
 """
 
 

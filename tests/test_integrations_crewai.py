@@ -224,6 +224,7 @@ asyncio_default_fixture_loop_scope = function
 filterwarnings =
     error
     ignore::DeprecationWarning
+    ignore:unclosed <socket.socket:ResourceWarning
     ignore::ImportWarning
 """
 """CrewAI 1.15 warns while it is imported (``ImportWarning`` from ``crewai.rag``) and builds agents
