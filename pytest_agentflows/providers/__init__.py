@@ -171,6 +171,13 @@ class Priced:
 
     What the report needs of a call (provider, model, usage, tool names) is here, so a flow can summarise a
     replayed call without building its ledger entry (see ``Flow.on_exchange``).
+
+    Args:
+        adapter: The adapter that read the interaction (its ``provider`` and ``name`` go into the call).
+        parsed: What the adapter read from the request and response bodies.
+        streamed: Whether the response was a server-sent-event stream.
+        model: The model name (see :attr:`model`).
+        usage: Tokens and price (see :attr:`usage`).
     """
 
     __slots__ = ("adapter", "model", "parsed", "streamed", "usage")
