@@ -441,9 +441,9 @@ class Flow:
         Raises:
             CassetteError: a deferred exchange's body cannot be decoded.
         """
-        pending = self._price_pending()
-        with self._lock:
-            settled = list(self._calls)
+        self._price_pending()
+        with self._lock:  # both lists in one snapshot
+            settled, pending = list(self._calls), list(self._pending)
         facts = [CallFacts.of(call) for call in settled]
         for entry in pending:
             priced = entry.priced

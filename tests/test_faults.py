@@ -614,20 +614,35 @@ async def test_concurrent_first_requests_of_a_new_async_client_reach_the_transpo
     sdk: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SDK looks its platform up in a worker thread on a client's first request; threads finish in any
-    order. Here the first lookup is the slowest, so without the inline lookup the first agent comes last."""
+    order. Here a first lookup made in a worker thread ends only once the other agents' requests reached
+    the transport, so without the inline lookup the first agent comes last (no real wait either way)."""
     module: Any = openai if sdk == "openai" else anthropic
     base_client = module._base_client
     real_get_platform = base_client.get_platform
+    loop_thread = threading.get_ident()
     lookups: list[int] = []
+    lookups_lock = threading.Lock()
+    others_sent = threading.Event()
 
     def get_platform() -> Any:  # the SDK's name: only this lookup is made inline
-        lookups.append(threading.get_ident())
-        if len(lookups) == 1:
-            time.sleep(0.05)  # real time: the first worker thread would finish last
+        with lookups_lock:
+            lookups.append(threading.get_ident())
+            first = len(lookups) == 1
+        if first and threading.get_ident() != loop_thread:
+            others_sent.wait(timeout=10)  # set from the event loop; never reached with the inline lookup
         return real_get_platform()
 
     monkeypatch.setattr(base_client, "get_platform", get_platform)
     flow = Flow(test_id="platform")
+    record = flow.log.record
+
+    def noting_record(kind: str, **fields: Any) -> Any:
+        decision = record(kind, **fields)
+        if sum(d.kind == "fault_injected" for d in flow.log.decisions) == 2:
+            others_sent.set()
+        return decision
+
+    monkeypatch.setattr(flow.log, "record", noting_record)
     with flow.activate(), ScriptedModel(flow):
         agents = ["first", "second", "third"]
         for agent in agents:
